@@ -1,0 +1,45 @@
+# The two commands users rely on: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test test-sqlite migrate seed serve worker bench check-deploy clean
+
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+
+seed: migrate
+	$(PY) manage.py seed_demo
+
+## demo: set everything up (SQLite, in-process Celery) and serve http://127.0.0.1:8000
+demo: seed
+	@echo "Serving on http://127.0.0.1:8000 (Ctrl-C to stop)"
+	$(PY) manage.py runserver 127.0.0.1:8000
+
+## test: the whole suite (PostgreSQL/Redis when DATABASE_URL/CELERY_BROKER_URL are set, else SQLite)
+test: install
+	$(PY) -m pytest -q
+
+worker: install
+	$(VENV)/bin/celery -A datadao worker --loglevel=info --concurrency=2
+
+bench: install
+	$(PY) bench/import_bench.py
+
+check-deploy: install
+	DJANGO_SETTINGS_MODULE=datadao.settings.production \
+	DJANGO_SECRET_KEY=$$($(PY) -c "import secrets; print(secrets.token_urlsafe(64))") \
+	DJANGO_ALLOWED_HOSTS=feedback.example.org \
+	$(PY) manage.py check --deploy --fail-level WARNING
+
+clean:
+	rm -rf $(VENV) db.sqlite3 staticfiles

@@ -1,0 +1,291 @@
+"""Lab-facing API: campaigns and task import (DESIGN.md, API v1)."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import Http404
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.generics import ListAPIView
+from rest_framework.parsers import BaseParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotations import selectors, services
+from annotations.importing import ImportErrors, iter_array, iter_jsonl
+from annotations.models import Campaign, Domain, Task
+from annotations.permissions import IsLabMember, IsLabMemberOrExpert
+from datadao.api import ApiError, ImportThrottle
+
+
+def _service_call(fn, **kwargs):
+    try:
+        return fn(**kwargs)
+    except services.ServiceError as exc:
+        raise ApiError(exc.as_errors(), status_code=exc.status) from exc
+
+
+class CampaignOutput(serializers.ModelSerializer):
+    lab = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = Campaign
+        fields = [
+            "id", "lab", "name", "domain", "guidelines", "status",
+            "responses_per_task", "strength_scale", "attribute_axes", "rationale_required", "rationale_min_length",
+            "overlap", "max_overlap", "gold_rate", "lease_minutes", "reward_per_judgment", "min_stake",
+            "licence", "allowed_uses", "consensus_min_margin", "gold_bar", "q_min", "stake_beta",
+            "slash_fraction", "treasury_fee_bps", "task_count", "created_at", "opened_at", "closed_at",
+        ]
+
+
+class ExpertCampaignOutput(serializers.ModelSerializer):
+    """What an expert sees of a campaign: the form and the pay, not the lab's settings."""
+
+    class Meta:
+        model = Campaign
+        fields = [
+            "id", "name", "domain", "guidelines", "status", "responses_per_task", "strength_scale",
+            "attribute_axes", "rationale_required", "rationale_min_length", "reward_per_judgment", "min_stake",
+            "lease_minutes",
+        ]
+
+
+class CampaignDetailOutput(CampaignOutput):
+    progress = serializers.SerializerMethodField()
+
+    class Meta(CampaignOutput.Meta):
+        fields = CampaignOutput.Meta.fields + ["progress"]
+
+    @extend_schema(exclude=True)
+    def get_progress(self, campaign: Campaign) -> dict:
+        return selectors.campaign_progress(campaign)
+
+
+class CampaignListCreateApi(ListAPIView):
+    """GET: labs list their own campaigns, experts the open ones they may rate. POST: a lab member creates one."""
+
+    permission_classes = [IsLabMemberOrExpert]
+
+    class CreateInput(serializers.Serializer):
+        lab = serializers.SlugField(required=False, help_text="Lab slug; needed only if you belong to several labs.")
+        name = serializers.CharField(max_length=200)
+        domain = serializers.ChoiceField(choices=Domain.choices)
+        guidelines = serializers.CharField(required=False, allow_blank=True, default="")
+        responses_per_task = serializers.IntegerField(required=False, min_value=2, max_value=8, default=2)
+        strength_scale = serializers.BooleanField(required=False, default=True)
+        attribute_axes = serializers.ListField(
+            child=serializers.RegexField(r"^[a-z][a-z0-9_]{0,39}$"), required=False, default=list, max_length=10,
+        )
+        rationale_required = serializers.BooleanField(required=False, default=True)
+        rationale_min_length = serializers.IntegerField(required=False, min_value=0, max_value=5000, default=20)
+        overlap = serializers.IntegerField(required=False, min_value=1, max_value=50, default=3)
+        max_overlap = serializers.IntegerField(required=False, min_value=1, max_value=100)
+        gold_rate = serializers.FloatField(required=False, min_value=0.0, max_value=0.5, default=0.1)
+        lease_minutes = serializers.IntegerField(required=False, min_value=1, max_value=24 * 60, default=20)
+        reward_per_judgment = serializers.IntegerField(required=False, min_value=0, default=0)
+        min_stake = serializers.IntegerField(required=False, min_value=0, default=0)
+        licence = serializers.CharField(required=False, max_length=64, default="CC-BY-4.0")
+        allowed_uses = serializers.ListField(child=serializers.CharField(max_length=64), required=False)
+        consensus_min_margin = serializers.FloatField(required=False, min_value=0.0, max_value=1.0, default=0.6)
+        gold_bar = serializers.FloatField(required=False, min_value=0.0, max_value=1.0, default=0.7)
+        q_min = serializers.FloatField(required=False, min_value=0.0, max_value=0.99, default=0.5)
+        stake_beta = serializers.FloatField(required=False, min_value=0.0, max_value=10.0, default=1.0)
+        slash_fraction = serializers.FloatField(required=False, min_value=0.0, max_value=1.0, default=0.1)
+
+        def validate(self, data):
+            if data.get("max_overlap") is not None and data["max_overlap"] < data["overlap"]:
+                raise serializers.ValidationError({"max_overlap": "must be at least overlap."})
+            return data
+
+    def get_serializer_class(self):
+        if self.request.method == "POST":
+            return self.CreateInput
+        return CampaignOutput
+
+    def get_queryset(self):
+        queryset = selectors.campaigns_visible_to(self.request.user)
+        status_filter = self.request.query_params.get("status")
+        if status_filter:
+            queryset = queryset.filter(status=status_filter)
+        domain = self.request.query_params.get("domain")
+        if domain:
+            queryset = queryset.filter(domain=domain)
+        return queryset.order_by("-created_at", "-id")
+
+    def list(self, request, *args, **kwargs):
+        page = self.paginate_queryset(self.get_queryset())
+        lab_ids = set(request.user.labs.values_list("id", flat=True))
+        data = [
+            CampaignOutput(c).data if c.lab_id in lab_ids else ExpertCampaignOutput(c).data for c in page
+        ]
+        return self.get_paginated_response(data)
+
+    @extend_schema(request=CreateInput, responses={201: CampaignOutput})
+    def post(self, request):
+        if not IsLabMember().has_permission(request, self):
+            raise ApiError([{"message": IsLabMember.message}], status_code=403)
+        data = self.CreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        lab_slug = fields.pop("lab", None)
+        labs = selectors.labs_for_user(request.user)
+        if lab_slug:
+            lab = labs.filter(slug=lab_slug).first()
+            if lab is None:
+                raise ApiError([{"field": "lab", "message": "you are not a member of that lab."}])
+        else:
+            lab_list = list(labs[:2])
+            if len(lab_list) != 1:
+                raise ApiError([{"field": "lab", "message": "you belong to several labs; name one by its slug."}])
+            lab = lab_list[0]
+        campaign = services.campaign_create(lab=lab, **fields)
+        return Response(CampaignOutput(campaign).data, status=status.HTTP_201_CREATED)
+
+
+class CampaignDetailApi(APIView):
+    """Detail with progress counts. Lab members of the owning lab; vetted experts for open campaigns they may rate."""
+
+    permission_classes = [IsLabMemberOrExpert]
+
+    @extend_schema(responses=CampaignDetailOutput)
+    def get(self, request, campaign_id: int):
+        campaign = selectors.campaigns_visible_to(request.user).filter(pk=campaign_id).first()
+        if campaign is None:
+            raise Http404
+        if request.user.labs.filter(pk=campaign.lab_id).exists():
+            return Response(CampaignDetailOutput(campaign).data)
+        return Response(ExpertCampaignOutput(campaign).data)
+
+
+class CampaignTransitionApi(APIView):
+    """POST open / pause / close. Members of the owning lab only."""
+
+    permission_classes = [IsLabMember]
+    action: str = ""
+
+    @extend_schema(request=None, responses=CampaignOutput)
+    def post(self, request, campaign_id: int):
+        campaign = selectors.campaign_for_lab_member(user=request.user, campaign_id=campaign_id)
+        campaign = _service_call(services.campaign_transition, campaign=campaign, action=self.action)
+        return Response(CampaignOutput(campaign).data)
+
+
+class NdjsonParser(BaseParser):
+    """Raw JSONL body (``curl --data-binary @tasks.jsonl -H 'Content-Type: application/x-ndjson'``)."""
+
+    media_type = "application/x-ndjson"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return {"_ndjson": stream.read()}
+
+
+class JsonlParser(NdjsonParser):
+    media_type = "application/jsonl"
+
+
+ImportResultOutput = inline_serializer(
+    "ImportResult", fields={"created": serializers.IntegerField(), "skipped": serializers.IntegerField()},
+)
+
+
+class TaskImportApi(APIView):
+    """Import tasks: a JSON array body, a JSONL body, or a JSONL file upload (multipart field ``file``).
+
+    Members of the owning lab only. All rows are validated first; any error
+    rejects the whole upload with line-numbered errors and imports nothing.
+    """
+
+    permission_classes = [IsLabMember]
+    parser_classes = [JSONParser, MultiPartParser, NdjsonParser, JsonlParser]
+    throttle_classes = [ImportThrottle]
+
+    @extend_schema(
+        request={
+            "application/json": {"type": "array", "items": {"type": "object"}},
+            "multipart/form-data": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}},
+        },
+        responses={201: ImportResultOutput, 400: OpenApiResponse(description="Line-numbered errors; nothing imported."),
+                   413: OpenApiResponse(description="Upload too large.")},
+    )
+    def post(self, request, campaign_id: int):
+        campaign = selectors.campaign_for_lab_member(user=request.user, campaign_id=campaign_id)
+        self._check_size(request)
+        rows = self._rows(request)
+        try:
+            result = _service_call(services.task_import, campaign=campaign, rows=rows)
+        except ImportErrors as exc:
+            body = {"errors": [e.as_dict() for e in exc.errors]}
+            if exc.truncated:
+                body["truncated"] = True
+            return Response(body, status=status.HTTP_400_BAD_REQUEST)
+        return Response({"created": result.created, "skipped": result.skipped}, status=status.HTTP_201_CREATED)
+
+    @staticmethod
+    def _check_size(request) -> None:
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        content_type = request.META.get("CONTENT_TYPE", "")
+        if content_type.startswith("multipart/"):
+            limit = settings.DATADAO_MAX_IMPORT_BYTES
+        else:
+            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if length > limit:
+            hint = "" if content_type.startswith("multipart/") else " Upload larger imports as a JSONL file (multipart field 'file')."
+            raise ApiError(
+                [{"message": f"upload is {length} bytes; the limit is {limit} bytes.{hint}"}],
+                status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
+
+    @staticmethod
+    def _rows(request):
+        data = request.data
+        if hasattr(data, "getlist") and "file" in request.FILES:
+            upload = request.FILES["file"]
+
+            def file_rows():
+                upload.seek(0)
+                return iter_jsonl(upload)
+
+            return file_rows
+        if isinstance(data, dict) and "_ndjson" in data:
+            import io
+
+            body = data["_ndjson"]
+            return lambda: iter_jsonl(io.BytesIO(body))
+        if isinstance(data, list):
+            return lambda: iter_array(data)
+        raise ApiError(
+            [{"message": "send a JSON array of task rows, a JSONL body, or a JSONL file in the multipart field 'file'."}]
+        )
+
+
+class TaskOutput(serializers.ModelSerializer):
+    responses = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Task
+        fields = ["id", "external_id", "prompt", "metadata", "is_gold", "state", "target_overlap", "judgment_count", "responses", "created_at"]
+
+    @extend_schema(exclude=True)
+    def get_responses(self, task: Task) -> list[dict]:
+        return [{"position": r.position, "model": r.model_name, "text": r.text} for r in task.responses.all()]
+
+
+class TaskListApi(ListAPIView):
+    """A lab's tasks in one campaign, paginated, filterable by ``state`` and ``external_id``. Owning lab only."""
+
+    permission_classes = [IsLabMember]
+    serializer_class = TaskOutput
+
+    def get_queryset(self):
+        campaign = selectors.campaign_for_lab_member(user=self.request.user, campaign_id=self.kwargs["campaign_id"])
+        queryset = Task.objects.filter(campaign=campaign).prefetch_related("responses").order_by("id")
+        state = self.request.query_params.get("state")
+        if state:
+            queryset = queryset.filter(state=state)
+        external_id = self.request.query_params.get("external_id")
+        if external_id:
+            queryset = queryset.filter(external_id=external_id)
+        return queryset

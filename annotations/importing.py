@@ -1,0 +1,212 @@
+"""Validation of task rows from a JSON array or a JSONL file.
+
+Rows are validated one at a time so a file of any size is checked with flat
+memory; the import service makes two passes (validate everything, then write
+everything in one transaction), so a bad file leaves nothing behind.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from annotations.ranking import RankingError, parse_ranking
+
+CHAT_ROLES = {"system", "user", "assistant", "tool"}
+MAX_EXTERNAL_ID = 200
+MAX_TEXT = 200_000
+ALLOWED_KEYS = {"external_id", "prompt", "responses", "metadata", "gold"}
+
+
+@dataclass
+class RowError:
+    line: int
+    message: str
+    field: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"line": self.line}
+        if self.field:
+            out["field"] = self.field
+        out["message"] = self.message
+        return out
+
+
+@dataclass
+class TaskRow:
+    line: int
+    external_id: str
+    prompt: Any
+    responses: list[dict[str, str]]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    gold_ranks: list[int] | None = None
+
+
+class ImportErrors(Exception):
+    def __init__(self, errors: list[RowError], truncated: bool = False):
+        self.errors = errors
+        self.truncated = truncated
+        super().__init__(f"{len(errors)} invalid rows")
+
+
+def iter_jsonl(stream: IO[bytes]) -> Iterator[tuple[int, Any]]:
+    """Yield (line number, parsed value or JSON error) for each non-blank line."""
+    for number, raw in enumerate(stream, start=1):
+        if not raw.strip():
+            continue
+        try:
+            yield number, json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            yield number, _BadJson(str(exc))
+
+
+def iter_array(rows: Iterable[Any]) -> Iterator[tuple[int, Any]]:
+    """Rows of a JSON array body, numbered from 1 like lines of a file."""
+    for number, row in enumerate(rows, start=1):
+        yield number, row
+
+
+class _BadJson:
+    def __init__(self, message: str):
+        self.message = message
+
+
+def _validate_prompt(prompt: Any, line: int, errors: list[RowError]) -> None:
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            errors.append(RowError(line, "must not be empty.", "prompt"))
+        elif len(prompt) > MAX_TEXT:
+            errors.append(RowError(line, f"is longer than {MAX_TEXT} characters.", "prompt"))
+        return
+    if isinstance(prompt, list):
+        if not prompt:
+            errors.append(RowError(line, "a chat prompt needs at least one message.", "prompt"))
+            return
+        for index, message in enumerate(prompt):
+            where = f"prompt[{index}]"
+            if not isinstance(message, dict):
+                errors.append(RowError(line, "each chat message must be an object {role, content}.", where))
+                continue
+            role = message.get("role")
+            if role not in CHAT_ROLES:
+                errors.append(RowError(line, f"role must be one of {', '.join(sorted(CHAT_ROLES))}.", f"{where}.role"))
+            content = message.get("content")
+            if not isinstance(content, str) or not content.strip():
+                errors.append(RowError(line, "content must be a non-empty string.", f"{where}.content"))
+        return
+    errors.append(RowError(line, "must be a string or a list of chat messages.", "prompt"))
+
+
+def validate_row(line: int, value: Any, k: int) -> tuple[TaskRow | None, list[RowError]]:
+    """Check one row against the campaign's K; return the row or its errors."""
+    if isinstance(value, _BadJson):
+        return None, [RowError(line, f"invalid JSON: {value.message}")]
+    if not isinstance(value, dict):
+        return None, [RowError(line, "each row must be a JSON object.")]
+    errors: list[RowError] = []
+    unknown = sorted(set(value) - ALLOWED_KEYS)
+    if unknown:
+        errors.append(RowError(line, f"unknown field(s) {', '.join(unknown)}; put extra data in metadata.", unknown[0]))
+
+    external_id = value.get("external_id")
+    if isinstance(external_id, int) and not isinstance(external_id, bool):
+        external_id = str(external_id)
+    if not isinstance(external_id, str) or not external_id.strip():
+        errors.append(RowError(line, "is required and must be a non-empty string.", "external_id"))
+    elif len(external_id) > MAX_EXTERNAL_ID:
+        errors.append(RowError(line, f"must be at most {MAX_EXTERNAL_ID} characters.", "external_id"))
+
+    if "prompt" not in value:
+        errors.append(RowError(line, "is required.", "prompt"))
+    else:
+        _validate_prompt(value["prompt"], line, errors)
+
+    responses = value.get("responses")
+    clean_responses: list[dict[str, str]] = []
+    if not isinstance(responses, list):
+        errors.append(RowError(line, f"is required: a list of {k} responses.", "responses"))
+    elif len(responses) != k:
+        errors.append(RowError(line, f"this campaign needs exactly {k} responses per task, got {len(responses)}.", "responses"))
+    else:
+        for index, response in enumerate(responses):
+            where = f"responses[{index}]"
+            if not isinstance(response, dict):
+                errors.append(RowError(line, "must be an object {model, text}.", where))
+                continue
+            text = response.get("text")
+            if not isinstance(text, str) or not text.strip():
+                errors.append(RowError(line, "must be a non-empty string.", f"{where}.text"))
+            elif len(text) > MAX_TEXT:
+                errors.append(RowError(line, f"is longer than {MAX_TEXT} characters.", f"{where}.text"))
+            model = response.get("model", "")
+            if model is None:
+                model = ""
+            if not isinstance(model, str) or len(model) > 200:
+                errors.append(RowError(line, "must be a string of at most 200 characters.", f"{where}.model"))
+            if not errors:
+                clean_responses.append({"model": model, "text": text})
+
+    metadata = value.get("metadata", {})
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict):
+        errors.append(RowError(line, "must be an object.", "metadata"))
+
+    gold_ranks = None
+    gold = value.get("gold")
+    if gold is not None:
+        ranking = gold.get("ranking") if isinstance(gold, dict) else None
+        try:
+            gold_ranks = parse_ranking(ranking, k)
+        except RankingError as exc:
+            errors.append(RowError(line, f"gold.ranking {exc}", "gold.ranking"))
+
+    if errors:
+        return None, errors
+    return (
+        TaskRow(
+            line=line, external_id=external_id.strip(), prompt=value["prompt"], responses=clean_responses,
+            metadata=metadata, gold_ranks=gold_ranks,
+        ),
+        [],
+    )
+
+
+def validate_all(rows: Iterable[tuple[int, Any]], k: int, max_errors: int) -> tuple[int, list[RowError], bool]:
+    """First pass: validate every row, keeping only the first max_errors errors.
+
+    Duplicate external ids inside one upload are errors (which row should win
+    is ambiguous); ids already in the campaign are skipped later, not errors.
+    Ids are remembered as 8-byte digests so memory stays small.
+    """
+    seen: dict[bytes, int] = {}
+    errors: list[RowError] = []
+    truncated = False
+    count = 0
+    for line, value in rows:
+        count += 1
+        row, row_errors = validate_row(line, value, k)
+        if row is not None:
+            digest = hashlib.blake2b(row.external_id.encode(), digest_size=8).digest()
+            first = seen.get(digest)
+            if first is not None:
+                row_errors = [RowError(line, f"duplicate external_id {row.external_id!r} (first on line {first}).", "external_id")]
+            else:
+                seen[digest] = line
+        for error in row_errors:
+            if len(errors) < max_errors:
+                errors.append(error)
+            else:
+                truncated = True
+    return count, errors, truncated
+
+
+def iter_valid(rows: Iterable[tuple[int, Any]], k: int) -> Iterator[TaskRow]:
+    """Second pass over rows already validated by validate_all."""
+    for line, value in rows:
+        row, errors = validate_row(line, value, k)
+        if errors or row is None:  # pragma: no cover - the first pass rejected these
+            raise ImportErrors(errors)
+        yield row

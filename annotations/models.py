@@ -1,0 +1,231 @@
+"""Campaigns, tasks, responses and experts: the annotation side of the DAO."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+
+class Domain(models.TextChoices):
+    MEDICINE = "medicine", "Medicine"
+    LAW = "law", "Law"
+    MATH = "math", "Mathematics"
+    CODE = "code", "Code"
+    FINANCE = "finance", "Finance"
+    SCIENCE = "science", "Science"
+    GENERAL = "general", "General"
+
+
+MAX_RESPONSES_PER_TASK = 8
+
+
+class Lab(models.Model):
+    name = models.CharField(max_length=200, unique=True, help_text="Organisation name shown to moderators.")
+    slug = models.SlugField(max_length=80, unique=True, help_text="Short identifier used in URLs and exports.")
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, related_name="labs", blank=True,
+        help_text="Users who act for this lab through the API and lab pages.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Campaign(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        OPEN = "open", "Open"
+        PAUSED = "paused", "Paused"
+        CLOSED = "closed", "Closed"
+
+    lab = models.ForeignKey(Lab, on_delete=models.PROTECT, related_name="campaigns")
+    name = models.CharField(max_length=200)
+    domain = models.CharField(max_length=32, choices=Domain.choices, help_text="Experts must be vetted in this domain.")
+    guidelines = models.TextField(blank=True, help_text="Markdown shown to experts beside every task.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT, db_index=True)
+
+    # Judgment form.
+    responses_per_task = models.PositiveSmallIntegerField(
+        default=2, validators=[MinValueValidator(2), MaxValueValidator(MAX_RESPONSES_PER_TASK)],
+        help_text="K: every task has exactly this many responses to rank.",
+    )
+    strength_scale = models.BooleanField(
+        default=True, help_text="For K=2, ask for a 7-point preference strength (-3..+3) instead of a bare choice.",
+    )
+    attribute_axes = models.JSONField(
+        default=list, blank=True,
+        help_text="Names of Likert 1..5 attributes rated per response, e.g. [\"correctness\", \"helpfulness\"].",
+    )
+    rationale_required = models.BooleanField(default=True, help_text="Experts must explain their ranking.")
+    rationale_min_length = models.PositiveIntegerField(default=20, help_text="Minimum rationale length in characters.")
+
+    # Work allocation.
+    overlap = models.PositiveSmallIntegerField(default=3, help_text="Raters per task before consensus is computed.")
+    max_overlap = models.PositiveSmallIntegerField(
+        default=5, help_text="Adaptive overlap: disagreeing tasks get raters up to this many, then go to review.",
+    )
+    gold_rate = models.FloatField(
+        default=0.1, validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
+        help_text="Share of leases that are gold (honeypot) tasks.",
+    )
+    lease_minutes = models.PositiveSmallIntegerField(default=20, help_text="How long an expert holds a task.")
+
+    # Money (integer base units).
+    reward_per_judgment = models.BigIntegerField(default=0, help_text="Budgeted reward per accepted judgment, base units.")
+    min_stake = models.BigIntegerField(default=0, help_text="Bonded stake an expert needs to rate, base units.")
+
+    # Data rights.
+    licence = models.CharField(max_length=64, default="CC-BY-4.0", help_text="SPDX-style licence of the exported data.")
+    allowed_uses = models.JSONField(
+        default=list, blank=True, help_text="Uses the data may be put to, e.g. [\"research\", \"commercial-training\"].",
+    )
+
+    # Quality and reward parameters (DESIGN.md, Rewards section).
+    consensus_min_margin = models.FloatField(
+        default=0.6, help_text="A pair is exported, and a task settled, only when its consensus margin clears this.",
+    )
+    gold_bar = models.FloatField(
+        default=0.7, help_text="Wilson lower bound of gold accuracy below which an expert is flagged and slashed.",
+    )
+    q_min = models.FloatField(default=0.5, help_text="Quality at or below which a rater earns nothing.")
+    stake_beta = models.FloatField(default=1.0, help_text="Stake raises a reward by at most (1 + beta) times.")
+    slash_fraction = models.FloatField(default=0.1, help_text="Share of bonded stake slashed for failing gold or fraud.")
+    treasury_fee_bps = models.PositiveIntegerField(default=500, help_text="Treasury fee on revenue shares, basis points.")
+
+    task_count = models.PositiveIntegerField(default=0, help_text="Tasks imported (kept by the import service).")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["lab", "status"]), models.Index(fields=["status", "domain"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(responses_per_task__gte=2) & Q(responses_per_task__lte=MAX_RESPONSES_PER_TASK),
+                name="campaign_k_range",
+            ),
+            models.CheckConstraint(condition=Q(overlap__gte=1), name="campaign_overlap_positive"),
+            models.CheckConstraint(condition=Q(max_overlap__gte=models.F("overlap")), name="campaign_max_overlap_ge_overlap"),
+            models.CheckConstraint(condition=Q(gold_rate__gte=0) & Q(gold_rate__lte=0.5), name="campaign_gold_rate_range"),
+            models.CheckConstraint(condition=Q(reward_per_judgment__gte=0), name="campaign_reward_nonnegative"),
+            models.CheckConstraint(condition=Q(min_stake__gte=0), name="campaign_min_stake_nonnegative"),
+            models.CheckConstraint(condition=Q(q_min__gte=0) & Q(q_min__lt=1), name="campaign_q_min_range"),
+            models.CheckConstraint(
+                condition=Q(slash_fraction__gte=0) & Q(slash_fraction__lte=1), name="campaign_slash_fraction_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.lab})"
+
+
+class Task(models.Model):
+    class State(models.TextChoices):
+        OPEN = "open", "Open"
+        COMPLETE = "complete", "Complete"
+        REVIEW = "review", "Needs moderator review"
+        ADJUDICATED = "adjudicated", "Adjudicated"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="tasks")
+    external_id = models.CharField(max_length=200, help_text="The lab's id; unique per campaign so re-import is idempotent.")
+    prompt = models.JSONField(help_text="A string, or a list of chat messages {role, content}.")
+    metadata = models.JSONField(default=dict, blank=True)
+    gold = models.JSONField(
+        null=True, blank=True,
+        help_text="Gold ranks per response position (1 = best) for honeypot tasks; never shown to experts.",
+    )
+    is_gold = models.BooleanField(default=False)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.OPEN)
+    target_overlap = models.PositiveSmallIntegerField(help_text="Raters wanted now (raised by adaptive overlap).")
+    filled = models.PositiveSmallIntegerField(default=0, help_text="Live leases plus submitted judgments.")
+    judgment_count = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "external_id"], name="task_external_id_unique_per_campaign"),
+            models.CheckConstraint(condition=Q(filled__lte=models.F("target_overlap")), name="task_filled_le_overlap"),
+            models.CheckConstraint(condition=Q(judgment_count__lte=models.F("filled")), name="task_judgments_le_filled"),
+        ]
+        indexes = [
+            # The assignment query: open, non-gold tasks of a campaign, fullest first.
+            models.Index(fields=["campaign", "state", "is_gold", "-filled", "id"], name="task_assign_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id}:{self.external_id}"
+
+    @property
+    def prompt_is_chat(self) -> bool:
+        return isinstance(self.prompt, list)
+
+
+class Response(models.Model):
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="responses")
+    position = models.PositiveSmallIntegerField(help_text="Order in the lab's upload (0-based); never shown to experts.")
+    model_name = models.CharField(max_length=200, blank=True, help_text="Hidden from experts.")
+    text = models.TextField()
+
+    class Meta:
+        ordering = ["task_id", "position"]
+        constraints = [models.UniqueConstraint(fields=["task", "position"], name="response_position_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.task_id}#{self.position}"
+
+
+class Expert(models.Model):
+    class State(models.TextChoices):
+        APPLIED = "applied", "Applied"
+        QUALIFYING = "qualifying", "Approved, qualifying"
+        VETTED = "vetted", "Vetted"
+        SUSPENDED = "suspended", "Suspended"
+        REJECTED = "rejected", "Rejected"
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="expert")
+    domains = models.JSONField(default=list, help_text="Domains the expert applied for.")
+    credentials = models.TextField(blank=True, help_text="Degrees, licences, experience, as the expert wrote them.")
+    wallet_address = models.CharField(max_length=42, blank=True, help_text="EIP-55 checksummed payout address.")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.APPLIED, db_index=True)
+    reputation = models.FloatField(default=0.5, help_text="Shrunk quality across campaigns, 0..1.")
+    applied_at = models.DateTimeField(auto_now_add=True)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+    )
+    review_note = models.TextField(blank=True, help_text="Why the moderator approved, rejected or suspended.")
+
+    class Meta:
+        ordering = ["-applied_at"]
+
+    def __str__(self) -> str:
+        return f"expert:{self.user}"
+
+
+class ExpertDomain(models.Model):
+    """Vetting per domain: an approved expert qualifies domain by domain."""
+
+    class State(models.TextChoices):
+        QUALIFYING = "qualifying", "Qualifying"
+        VETTED = "vetted", "Vetted"
+        FAILED = "failed", "Failed"
+
+    expert = models.ForeignKey(Expert, on_delete=models.CASCADE, related_name="domain_vettings")
+    domain = models.CharField(max_length=32, choices=Domain.choices)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUALIFYING)
+    score = models.FloatField(null=True, blank=True, help_text="Qualification test accuracy.")
+    qualified_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["expert", "domain"], name="expert_domain_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.expert_id}:{self.domain}:{self.state}"
