@@ -1,0 +1,4 @@
+"""Rewards browser pages (wallet)."""
+app_name = "rewards_pages"
+
+urlpatterns: list = []
