@@ -7,10 +7,11 @@ everything in one transaction), so a bad file leaves nothing behind.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
+
+import orjson
 
 from annotations.ranking import RankingError, parse_ranking
 
@@ -57,8 +58,8 @@ def iter_jsonl(stream: IO[bytes]) -> Iterator[tuple[int, Any]]:
         if not raw.strip():
             continue
         try:
-            yield number, json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            yield number, orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
             yield number, _BadJson(str(exc))
 
 

@@ -5,11 +5,11 @@ commands parse input, call one of these and render the result.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
@@ -112,8 +112,10 @@ def task_import(
     created = 0
     with transaction.atomic():
         locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        # A first import into an empty campaign cannot collide; skip the lookups.
+        empty = not Task.objects.filter(campaign=locked).exists()
         for chunk in _chunks(iter_valid(rows(), k), IMPORT_CHUNK):
-            existing = set(
+            existing = set() if empty else set(
                 Task.objects.filter(campaign=locked, external_id__in=[r.external_id for r in chunk])
                 .values_list("external_id", flat=True)
             )
@@ -185,8 +187,8 @@ def _insert_tasks_copy(campaign: Campaign, rows: list[TaskRow]) -> None:
                 fields = _task_fields(campaign, row)
                 copy.write_row(
                     (
-                        task_id, campaign.pk, fields["external_id"], json.dumps(fields["prompt"]),
-                        json.dumps(fields["metadata"]), None if fields["gold"] is None else json.dumps(fields["gold"]),
+                        task_id, campaign.pk, fields["external_id"], orjson.dumps(fields["prompt"]).decode(),
+                        orjson.dumps(fields["metadata"]).decode(), None if fields["gold"] is None else orjson.dumps(fields["gold"]).decode(),
                         fields["is_gold"], Task.State.OPEN, fields["target_overlap"], 0, 0, now,
                     )
                 )

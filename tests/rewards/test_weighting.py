@@ -1,0 +1,429 @@
+"""Properties of the epoch reward maths (DESIGN.md, Rewards section)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from scipy.stats import binomtest
+
+from rewards.weighting import (
+    chance_corrected_agreement,
+    raw_quality,
+    reward_weights,
+    settle_epoch_math,
+    shrunk_quality,
+    split_budget,
+    stake_multiplier,
+    time_weighted_stake,
+    time_weighted_stakes,
+    wilson_lower_bound,
+)
+
+S_HALF = 1_000_000_000  # a campaign minimum stake of 1,000 tokens at 6 decimals
+
+budgets = st.integers(min_value=0, max_value=10**30)
+weights_lists = st.lists(
+    st.one_of(
+        st.just(0.0),
+        st.floats(min_value=0.0, max_value=1e300, allow_nan=False, allow_infinity=False),
+        st.floats(min_value=1e-12, max_value=1e6),
+    ),
+    min_size=1,
+    max_size=60,
+)
+qualities = st.floats(min_value=0.0, max_value=1.0)
+stakes = st.integers(min_value=0, max_value=10**24)
+work = st.integers(min_value=0, max_value=100_000)
+
+
+@st.composite
+def experts(draw: st.DrawFn, min_size: int = 1, max_size: int = 30):
+    size = draw(st.integers(min_size, max_size))
+    n = draw(st.lists(work, min_size=size, max_size=size))
+    q = draw(st.lists(qualities, min_size=size, max_size=size))
+    s = draw(st.lists(stakes, min_size=size, max_size=size))
+    return np.array(n, float), np.array(q, float), np.array(s, float)
+
+
+# ---------------------------------------------------------------------------
+# split_budget: money is conserved exactly
+# ---------------------------------------------------------------------------
+
+
+@settings(max_examples=300)
+@given(budget=budgets, weights=weights_lists)
+def test_split_conserves_the_budget_exactly(budget: int, weights: list[float]) -> None:
+    payouts, dust = split_budget(budget, weights)
+    assert all(isinstance(p, int) for p in payouts) and isinstance(dust, int)
+    assert sum(payouts) + dust == budget
+    assert all(p >= 0 for p in payouts)
+    positive = sum(1 for w in weights if w > 0)
+    if positive:
+        assert 0 <= dust < positive  # each floor loses less than one unit
+    else:
+        assert dust == budget and payouts == [0] * len(weights)
+
+
+@settings(max_examples=200)
+@given(budget=budgets, weights=weights_lists)
+def test_split_is_the_exact_floor_of_the_rational_share(budget: int, weights: list[float]) -> None:
+    payouts, _ = split_budget(budget, weights)
+    exact = [Fraction(w) for w in weights]  # Fraction(float) is exact
+    total = sum(exact)
+    assume(total > 0)
+    assert payouts == [int(budget * w // total) for w in exact]
+
+
+def test_split_keeps_every_unit_of_a_large_budget() -> None:
+    # 10**18 + 1 is not representable as a float; three equal shares.
+    payouts, dust = split_budget(10**18 + 1, [1.0, 1.0, 1.0])
+    assert payouts == [333_333_333_333_333_333] * 3
+    assert dust == 2
+    # A float computation would have paid a share of 10**24 // 3 wrongly.
+    payouts, dust = split_budget(10**24, [1.0, 2.0])
+    assert payouts == [333_333_333_333_333_333_333_333, 666_666_666_666_666_666_666_666]
+    assert dust == 1
+
+
+def test_dust_goes_to_treasury_and_zero_weights_return_the_budget() -> None:
+    assert split_budget(10, [1.0, 1.0, 1.0]) == ([3, 3, 3], 1)
+    assert split_budget(10, [0.0, 0.0]) == ([0, 0], 10)
+    assert split_budget(0, [1.0]) == ([0], 0)
+
+
+@pytest.mark.parametrize(
+    ("budget", "weights"),
+    [(-1, [1.0]), (1.5, [1.0]), (True, [1.0]), (10, [-1.0]), (10, [float("nan")]),
+     (10, [float("inf")]), (10, [[1.0]])],
+)
+def test_split_rejects_bad_input(budget, weights) -> None:
+    with pytest.raises(ValueError):
+        split_budget(budget, weights)
+
+
+# ---------------------------------------------------------------------------
+# Monotonicity, saturation, gating, splitting
+# ---------------------------------------------------------------------------
+
+
+@settings(max_examples=200)
+@given(team=experts(), i=st.integers(0, 29), dq=st.floats(0.0, 1.0), budget=st.integers(10**9, 10**24))
+def test_payout_is_non_decreasing_in_quality(team, i, dq, budget) -> None:
+    n, q, s = team
+    i %= len(n)
+    better = q.copy()
+    better[i] = min(1.0, q[i] + dq)
+    w0 = reward_weights(n, q, s, s_half=S_HALF)
+    w1 = reward_weights(n, better, s, s_half=S_HALF)
+    assert w1[i] >= w0[i]
+    p0, _ = split_budget(budget, w0)
+    p1, _ = split_budget(budget, w1)
+    assert p1[i] >= p0[i] - 1
+
+
+@settings(max_examples=200)
+@given(team=experts(), i=st.integers(0, 29), extra=stakes, budget=st.integers(10**9, 10**24))
+def test_payout_is_non_decreasing_in_stake(team, i, extra, budget) -> None:
+    n, q, s = team
+    i %= len(n)
+    richer = s.copy()
+    richer[i] += extra
+    w0 = reward_weights(n, q, s, s_half=S_HALF)
+    w1 = reward_weights(n, q, richer, s_half=S_HALF)
+    assert w1[i] >= w0[i]
+    p0, _ = split_budget(budget, w0)
+    p1, _ = split_budget(budget, w1)
+    assert p1[i] >= p0[i] - 1
+
+
+@given(s=st.floats(0, 1e30), beta=st.floats(0, 5), s_half=st.floats(1, 1e12))
+def test_stake_bonus_is_bounded_by_one_plus_beta(s: float, beta: float, s_half: float) -> None:
+    g = float(stake_multiplier(s, s_half=s_half, beta=beta))
+    assert 1.0 <= g <= 1.0 + beta
+
+
+def test_stake_bonus_saturates() -> None:
+    g = stake_multiplier([0, S_HALF, 10 * S_HALF, 10**6 * S_HALF], s_half=S_HALF, beta=1.0)
+    assert g[0] == 1.0
+    assert g[1] == pytest.approx(1.5)  # half-way at s_half
+    assert g[2] == pytest.approx(1 + 10 / 11)
+    assert 1.999 < g[3] <= 2.0
+    # A whale with a million times the reference stake earns < 2x for the same work.
+    w = reward_weights([100, 100], [0.9, 0.9], [0, 10**6 * S_HALF], s_half=S_HALF)
+    assert 1.999 < w[1] / w[0] <= 2.0
+    payouts, _ = split_budget(3 * 10**12, w)
+    assert payouts[1] <= 2 * payouts[0] + 1
+
+
+def test_no_stake_reference_switches_the_bonus_off() -> None:
+    for s_half in (0, -5):
+        assert np.all(stake_multiplier([0, 1, 10**20], s_half=s_half) == 1.0)
+    with pytest.raises(ValueError):
+        stake_multiplier([1], s_half=S_HALF, beta=-1)
+    with pytest.raises(ValueError):
+        stake_multiplier([-1], s_half=S_HALF)
+
+
+@settings(max_examples=200)
+@given(team=experts(), q_min=st.floats(0.0, 0.99), budget=budgets)
+def test_quality_at_or_below_q_min_earns_nothing(team, q_min: float, budget: int) -> None:
+    n, q, s = team
+    w = reward_weights(n, q, s, s_half=S_HALF, q_min=q_min)
+    payouts, _ = split_budget(budget, w)
+    for qi, wi, pi in zip(q, w, payouts):
+        if qi <= q_min:
+            assert wi == 0.0 and pi == 0
+        assert wi >= 0.0
+
+
+@settings(max_examples=300)
+@given(
+    n=st.integers(1, 100_000),
+    raw=st.floats(0.0, 1.0),
+    s=stakes,
+    work_share=st.floats(0.0, 1.0),
+    stake_share=st.floats(0.0, 1.0),
+    beta=st.floats(0.0, 3.0),
+)
+def test_splitting_an_account_never_pays_more(n, raw, s, work_share, stake_share, beta) -> None:
+    """One person as two accounts: the work and stake split, total weight does not grow.
+
+    Each account's quality is shrunk on its own smaller sample, as settlement
+    would do, so splitting also costs credibility.
+    """
+    n1 = round(n * work_share)
+    n2 = n - n1
+    s1 = int(s * stake_share)
+    s2 = s - s1
+    whole_q = shrunk_quality(raw, n)
+    whole = reward_weights([n], whole_q, [s], s_half=S_HALF, beta=beta)[0]
+    parts_q = shrunk_quality([raw, raw], [n1, n2])
+    parts = reward_weights([n1, n2], parts_q, [s1, s2], s_half=S_HALF, beta=beta)
+    assert parts.sum() <= whole * (1 + 1e-12)
+
+
+def test_half_the_work_and_half_the_stake_twice_pays_less() -> None:
+    whole = reward_weights([200], [0.9], [2 * S_HALF], s_half=S_HALF)[0]
+    halves = reward_weights([100, 100], [0.9, 0.9], [S_HALF, S_HALF], s_half=S_HALF)
+    assert halves.sum() < whole
+
+
+# ---------------------------------------------------------------------------
+# Quality: shrinkage, gold, chance correction
+# ---------------------------------------------------------------------------
+
+
+@given(raw=st.floats(0.0, 1.0), n=st.integers(0, 10**6), extra=st.integers(1, 10**6))
+def test_shrinkage_pulls_small_samples_toward_one_half(raw: float, n: int, extra: int) -> None:
+    q_small = float(shrunk_quality(raw, n))
+    q_large = float(shrunk_quality(raw, n + extra))
+    assert abs(q_small - 0.5) <= abs(raw - 0.5) + 1e-12
+    assert (q_small - 0.5) * (raw - 0.5) >= 0  # never crosses the prior
+    assert abs(q_small - 0.5) <= abs(q_large - 0.5) + 1e-12  # more evidence, less pull
+
+
+def test_shrinkage_values() -> None:
+    assert float(shrunk_quality(1.0, 0)) == 0.5
+    assert float(shrunk_quality(1.0, 10)) == pytest.approx(0.75)
+    assert float(shrunk_quality(0.9, 990)) == pytest.approx((0.9 * 990 + 5) / 1000)
+    assert float(shrunk_quality(0.9, 0, m=0)) == 0.5  # no evidence at all: the prior
+
+
+def test_a_few_lucky_judgments_do_not_outrank_a_steady_record() -> None:
+    lucky, steady = shrunk_quality([1.0, 0.85], [3, 300])
+    assert steady > lucky
+
+
+@given(n=st.integers(1, 10_000), share=st.floats(0.0, 1.0))
+def test_wilson_lower_bound_matches_scipy(n: int, share: float) -> None:
+    k = round(n * share)
+    expected = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson").low
+    assert float(wilson_lower_bound(k, n)) == pytest.approx(expected, abs=1e-9)
+
+
+def test_wilson_lower_bound_values() -> None:
+    lb = wilson_lower_bound([5, 95, 0, 0], [5, 100, 10, 0])
+    assert lb[0] == pytest.approx(0.56552, abs=1e-4)  # 5/5 is weak evidence
+    assert lb[1] == pytest.approx(0.88825, abs=1e-4)  # 95/100 is strong
+    assert lb[2] == 0.0 and lb[3] == 0.0  # no gold answers: no credit
+
+
+def test_gold_blends_in_only_with_enough_answers() -> None:
+    a = np.array([0.8, 0.8, 0.8])
+    raw = raw_quality(a, gold_correct=[4, 5, 95], gold_n=[4, 5, 100])
+    assert raw[0] == 0.8  # 4 gold answers: agreement alone
+    assert raw[1] == pytest.approx(0.5 * 0.8 + 0.5 * 0.56551, abs=1e-4)
+    assert raw[2] == pytest.approx(0.5 * 0.8 + 0.5 * 0.88825, abs=1e-4)
+    assert raw[2] > raw[1]
+
+
+def _simulate(prevalence: float, accuracy: float | None, n_tasks: int, rng: np.random.Generator):
+    """One rater against the consensus: (matches, n, f_rater, f_consensus).
+
+    accuracy None is the herder who always answers direction 1 ("A");
+    otherwise the rater reports the consensus direction with that
+    probability. Frequencies come from a separate set of "other tasks", as
+    DESIGN.md prescribes for P_i.
+    """
+
+    def answers(consensus: np.ndarray) -> np.ndarray:
+        if accuracy is None:
+            return np.ones_like(consensus)
+        correct = rng.random(consensus.shape) < accuracy
+        return np.where(correct, consensus, 1 - consensus)
+
+    consensus = (rng.random(n_tasks) < prevalence).astype(int)
+    rater = answers(consensus)
+    other_consensus = (rng.random(n_tasks) < prevalence).astype(int)
+    other_rater = answers(other_consensus)
+    return int((rater == consensus).sum()), n_tasks, other_rater.mean(), other_consensus.mean()
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    prevalence=st.floats(0.1, 0.9),
+    accuracy=st.floats(0.8, 0.95),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_herding_scores_about_one_half_and_honesty_scores_higher(prevalence, accuracy, seed) -> None:
+    rng = np.random.default_rng(seed)
+    herder = _simulate(prevalence, None, 4000, rng)
+    honest = _simulate(prevalence, accuracy, 4000, rng)
+    a_herder, a_honest = chance_corrected_agreement(*zip(herder, honest))
+    # Plain agreement would pay the herder `prevalence`, up to 0.9.
+    assert abs(a_herder - 0.5) < 0.08  # ~5 sampling standard deviations
+    assert a_honest > a_herder
+    assert a_honest > 0.5
+
+
+def test_random_rater_scores_about_one_half() -> None:
+    rng = np.random.default_rng(1)
+    matches, n, f_i, f_c = _simulate(0.7, 0.5, 20_000, rng)
+    assert float(chance_corrected_agreement(matches, n, f_i, f_c)) == pytest.approx(0.5, abs=0.03)
+
+
+def test_agreement_edge_cases() -> None:
+    a = chance_corrected_agreement([0, 10, 0], [0, 10, 10], [0.5, 0.5, 0.5], [0.5, 0.5, 0.5])
+    assert a[0] == 0.5  # no comparisons: neutral
+    assert a[1] == 1.0  # perfect agreement, chance 0.5, clipped at 1
+    assert a[2] == 0.0  # always disagreeing: clipped at 0
+    with pytest.raises(ValueError):
+        chance_corrected_agreement([11], [10], [0.5], [0.5])
+    with pytest.raises(ValueError):
+        chance_corrected_agreement([1], [10], [1.5], [0.5])
+
+
+# ---------------------------------------------------------------------------
+# Time-weighted stake
+# ---------------------------------------------------------------------------
+
+
+def test_time_weighted_stake_integer_timestamps() -> None:
+    # Bonded 100 before the epoch, 300 from t=50 of [0, 100): average 200.
+    assert time_weighted_stake([(-10, 100), (50, 300)], 0, 100) == 200.0
+    # Events after the epoch end are ignored; events at start set the opening.
+    assert time_weighted_stake([(0, 40), (100, 10**9)], 0, 100) == 40.0
+    # No events: nothing bonded.
+    assert time_weighted_stake([], 0, 100) == 0.0
+    # Order of the input does not matter.
+    assert time_weighted_stake([(75, 0), (25, 80)], 0, 100) == 40.0
+
+
+def test_bonding_just_before_settlement_earns_almost_no_stake_weight() -> None:
+    start = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    end = start + dt.timedelta(days=7)
+    late = [(end - dt.timedelta(minutes=1), 10**12)]
+    s = time_weighted_stake(late, start, end)
+    assert s == pytest.approx(10**12 / (7 * 24 * 60))
+
+
+def test_time_weighted_stake_is_exact_for_huge_amounts() -> None:
+    amount = 10**24 + 1
+    s = time_weighted_stake([(0, amount)], 0, 3)
+    assert s == float(amount)
+
+
+def test_time_weighted_stakes_per_expert() -> None:
+    result = time_weighted_stakes({"a": [(0, 10)], "b": [(5, 10)]}, 0, 10)
+    assert result == {"a": 10.0, "b": 5.0}
+
+
+@pytest.mark.parametrize(
+    "events", [[(0, 1.5)], [(0, -1)], [(0, True)]],
+)
+def test_time_weighted_stake_rejects_non_integer_amounts(events) -> None:
+    with pytest.raises(ValueError):
+        time_weighted_stake(events, 0, 10)
+
+
+def test_time_weighted_stake_rejects_empty_epoch() -> None:
+    with pytest.raises(ValueError):
+        time_weighted_stake([], 10, 10)
+
+
+@given(
+    amounts=st.lists(st.integers(0, 10**20), min_size=1, max_size=10),
+    times=st.lists(st.integers(-100, 200), min_size=1, max_size=10),
+)
+def test_time_weighted_stake_lies_between_min_and_max_in_force(amounts, times) -> None:
+    events = list(zip(times, amounts))
+    s = time_weighted_stake(events, 0, 100)
+    in_force = [a for t, a in events]
+    assert min(0, *in_force) <= s <= max(in_force) * (1 + 1e-15)
+
+
+# ---------------------------------------------------------------------------
+# The whole chain
+# ---------------------------------------------------------------------------
+
+
+def test_settle_epoch_math_chains_the_formulas() -> None:
+    result = settle_epoch_math(
+        budget=1_000_000_000,
+        n=[100, 100, 100, 0],
+        matches=[90, 60, 100, 0],
+        n_compared=[100, 100, 100, 0],
+        f_rater=[0.5, 0.5, 1.0, 0.5],
+        f_consensus=[0.5, 0.5, 1.0, 0.5],
+        gold_correct=[10, 0, 0, 0],
+        gold_n=[10, 0, 0, 0],
+        stake=[S_HALF, S_HALF, 10 * S_HALF, 0],
+        s_half=S_HALF,
+    )
+    # a = 0.5 + B - P
+    assert result.agreement.tolist() == pytest.approx([0.9, 0.6, 0.5, 0.5])
+    assert result.raw_quality[0] == pytest.approx(0.5 * 0.9 + 0.5 * float(wilson_lower_bound(10, 10)))
+    assert result.quality[1] == pytest.approx((0.6 * 100 + 5) / 110)
+    # The herder (always agrees with an always-"A" consensus) earns nothing.
+    assert result.weight[2] == 0.0 and result.payouts[2] == 0
+    assert result.payouts[3] == 0
+    assert result.payouts[0] > result.payouts[1] > 0
+    assert sum(result.payouts) + result.dust == 1_000_000_000
+
+
+@settings(max_examples=100, deadline=None)
+@given(size=st.integers(1, 50), seed=st.integers(0, 2**32 - 1), budget=budgets)
+def test_settle_epoch_math_conserves_the_budget(size: int, seed: int, budget: int) -> None:
+    rng = np.random.default_rng(seed)
+    n_compared = rng.integers(0, 500, size)
+    gold_n = rng.integers(0, 30, size)
+    result = settle_epoch_math(
+        budget=budget,
+        n=rng.integers(0, 1000, size),
+        matches=rng.integers(0, n_compared + 1),
+        n_compared=n_compared,
+        f_rater=rng.random(size),
+        f_consensus=rng.random(size),
+        gold_correct=rng.integers(0, gold_n + 1),
+        gold_n=gold_n,
+        stake=rng.integers(0, 10**15, size).astype(float),
+        s_half=S_HALF,
+    )
+    assert sum(result.payouts) + result.dust == budget
+    assert min(result.payouts) >= 0
+    assert np.all((result.quality >= 0) & (result.quality <= 1))
