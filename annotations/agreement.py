@@ -38,9 +38,7 @@ LEVELS: tuple[Level, ...] = ("nominal", "ordinal", "interval")
 _BOOTSTRAP_CHUNK_CELLS = 4_000_000
 
 
-# --------------------------------------------------------------------------
-# Grouping helpers (shared by alpha, kappa and the signals module)
-# --------------------------------------------------------------------------
+# --- Grouping helpers (shared by alpha, kappa and the signals module) ------
 
 
 def group_pairs(groups_sorted: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -101,9 +99,7 @@ def _pairable(unit_idx: npt.ArrayLike, value: npt.ArrayLike) -> tuple[np.ndarray
     return unit.astype(np.int64), val[keep]
 
 
-# --------------------------------------------------------------------------
-# Krippendorff's alpha
-# --------------------------------------------------------------------------
+# --- Krippendorff's alpha --------------------------------------------------
 
 
 class _UnitContributions(NamedTuple):
@@ -301,7 +297,7 @@ def raw_agreement_from_ratings(unit_idx: npt.ArrayLike, value: npt.ArrayLike) ->
         return float("nan")
     _, code = np.unique(val, return_inverse=True)
     n_values = int(code.max()) + 1
-    key, n_uc = np.unique(unit * n_values + code, return_counts=True)
+    _, n_uc = np.unique(unit * n_values + code, return_counts=True)
     m = np.bincount(unit).astype(np.float64)
     agreeing = float((n_uc.astype(np.float64) * (n_uc - 1)).sum())
     return agreeing / float((m * (m - 1)).sum())
@@ -313,9 +309,7 @@ def raw_agreement(reliability_data: npt.ArrayLike) -> float:
     return raw_agreement_from_ratings(unit, value)
 
 
-# --------------------------------------------------------------------------
-# Cohen's kappa
-# --------------------------------------------------------------------------
+# --- Cohen's kappa ---------------------------------------------------------
 
 
 def cohen_kappa(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
@@ -414,9 +408,7 @@ def pairwise_kappa(
     return PairwiseKappa(keys // n_raters, keys % n_raters, n[kept], kappa)
 
 
-# --------------------------------------------------------------------------
-# Kendall's W
-# --------------------------------------------------------------------------
+# --- Kendall's W -----------------------------------------------------------
 
 
 def kendalls_w(rankings: npt.ArrayLike) -> float:
@@ -450,9 +442,7 @@ def kendalls_w(rankings: npt.ArrayLike) -> float:
     return 12.0 * s / denominator
 
 
-# --------------------------------------------------------------------------
-# Per-rater agreement with the leave-one-out majority
-# --------------------------------------------------------------------------
+# --- Per-rater agreement with the leave-one-out majority -------------------
 
 
 class LeaveOneOutAgreement(NamedTuple):

@@ -19,9 +19,7 @@ from scipy.stats import rankdata
 _PARAM_EPS = 1e-6
 
 
-# --------------------------------------------------------------------------
-# Pairs from a ranking
-# --------------------------------------------------------------------------
+# --- Pairs from a ranking --------------------------------------------------
 
 
 class RankingPairs(NamedTuple):
@@ -65,9 +63,7 @@ def ranking_to_pairs(ranks: npt.ArrayLike, strength: npt.ArrayLike | None = None
     return RankingPairs(i, j, direction, gap)
 
 
-# --------------------------------------------------------------------------
-# Weights with a cap (no whale dictates consensus)
-# --------------------------------------------------------------------------
+# --- Weights with a cap (no whale dictates consensus) ----------------------
 
 
 def weighted_median(values: npt.ArrayLike, weights: npt.ArrayLike | None = None) -> float:
@@ -108,9 +104,7 @@ def clip_weights(weights: npt.ArrayLike, factor: float, sample_weight: npt.Array
     return np.minimum(w, cap)
 
 
-# --------------------------------------------------------------------------
-# Dawid-Skene for binary labels (pair directions)
-# --------------------------------------------------------------------------
+# --- Dawid-Skene for binary labels (pair directions) -----------------------
 
 
 class DawidSkeneResult(NamedTuple):
@@ -268,9 +262,7 @@ def majority_vote_binary(
         return np.where(total > 0, ones / total, 0.5)
 
 
-# --------------------------------------------------------------------------
-# Orders within one task (K > 2)
-# --------------------------------------------------------------------------
+# --- Orders within one task (K > 2) ----------------------------------------
 
 
 def weighted_bradley_terry(
@@ -289,7 +281,8 @@ def weighted_bradley_terry(
     win each way. ``prior`` adds that many virtual wins and losses of every
     item against a fixed anchor of strength 1 (theta = 0), so an item that
     won (or lost) every comparison still gets a finite strength, and an item
-    nobody compared sits at 0.
+    nobody compared sits near 0. Each iteration is an MM step followed by the
+    exact best common shift, so the penalised likelihood never decreases.
     """
     win = np.asarray(winners).astype(np.int64, copy=False).ravel()
     lose = np.asarray(losers).astype(np.int64, copy=False).ravel()
@@ -304,15 +297,27 @@ def weighted_bradley_terry(
     games = np.zeros((n_items, n_items))
     np.add.at(games, (win, lose), w)
     games = games + games.T
-    p = np.ones(n_items)
+    theta = np.zeros(n_items)
     for _ in range(iters):
+        p = np.exp(theta)
         denominator = (games / (p[:, None] + p[None, :])).sum(axis=1) + 2.0 * prior / (p + 1.0)
-        new_p = wins / denominator
-        done = np.max(np.abs(np.log(new_p) - np.log(p))) < tol
-        p = new_p
+        new_theta = np.log(wins / denominator)
+        # MM crawls along the common shift, which only the weak anchor pins
+        # down; the comparisons don't depend on it, so maximise over the
+        # shift exactly: sum_i sigmoid(theta_i + c) = n_items / 2.
+        shift = 0.0
+        for _ in range(20):
+            q = _sigmoid(new_theta + shift)
+            step = (q.sum() - 0.5 * n_items) / max(float((q * (1 - q)).sum()), 1e-300)
+            shift -= step
+            if abs(step) < 1e-15:
+                break
+        new_theta += shift
+        done = np.max(np.abs(new_theta - theta)) < tol
+        theta = new_theta
         if done:
             break
-    return np.log(p)
+    return theta
 
 
 def weighted_borda(ranks: npt.ArrayLike, weights: npt.ArrayLike | None = None) -> np.ndarray:
@@ -332,9 +337,7 @@ def weighted_borda(ranks: npt.ArrayLike, weights: npt.ArrayLike | None = None) -
     return (w[:, None] * points).sum(axis=0) / w.sum()
 
 
-# --------------------------------------------------------------------------
-# Proportions with small samples
-# --------------------------------------------------------------------------
+# --- Proportions with small samples ----------------------------------------
 
 
 def wilson_lower_bound(successes: npt.ArrayLike, n: npt.ArrayLike, z: float = 1.96) -> np.ndarray:
