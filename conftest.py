@@ -1,53 +1,71 @@
 """Shared fixtures for the whole suite."""
 import pytest
-from rest_framework.test import APIClient
 
-from tests import factories
+# Django-free maths tests (agreement, weighting, Merkle) must also collect
+# without Django settings, so nothing Django-bound is imported at module level.
 
 
-@pytest.fixture
-def api_client() -> APIClient:
+def _api_client():
+    from rest_framework.test import APIClient
+
     return APIClient()
 
 
 @pytest.fixture
+def api_client():
+    return _api_client()
+
+
+@pytest.fixture
 def lab(db):
+    from tests import factories
+
     return factories.LabFactory()
 
 
 @pytest.fixture
 def lab_user(lab):
+    from tests import factories
+
     return factories.lab_member(lab)
 
 
 @pytest.fixture
-def lab_client(lab_user) -> APIClient:
-    client = APIClient()
+def lab_client(lab_user):
+    from tests import factories
+
+    client = _api_client()
     client.credentials(HTTP_AUTHORIZATION=f"Token {factories.api_token(lab_user)}")
     return client
 
 
 @pytest.fixture
-def other_lab_client(db) -> APIClient:
+def other_lab_client(db):
+    from tests import factories
+
     user = factories.lab_member(factories.LabFactory())
-    client = APIClient()
+    client = _api_client()
     client.credentials(HTTP_AUTHORIZATION=f"Token {factories.api_token(user)}")
     return client
 
 
 @pytest.fixture
 def campaign(lab):
+    from tests import factories
+
     return factories.CampaignFactory(lab=lab)
 
 
 @pytest.fixture
 def expert(db):
+    from tests import factories
+
     return factories.ExpertFactory()
 
 
 @pytest.fixture
-def expert_client(expert) -> APIClient:
-    client = APIClient()
+def expert_client(expert):
+    client = _api_client()
     client.force_authenticate(expert.user)
     return client
 
@@ -65,3 +83,17 @@ def _celery_in_process(request):
     app.conf.task_always_eager = True
     yield
     app.conf.task_always_eager = previous
+
+
+@pytest.fixture
+def open_campaign(lab):
+    """An open medicine campaign, K=2 with the strength scale, no gold, rationale of 20+ characters."""
+    from tests import factories
+
+    return factories.open_campaign(lab=lab)
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Factories hash a password per user; the production hasher takes ~0.3 s a user."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

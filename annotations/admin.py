@@ -1,7 +1,11 @@
-"""Moderator admin for labs, campaigns, tasks and experts."""
-from django.contrib import admin
+"""Moderator admin for labs, campaigns, tasks, experts, leases and judgments."""
+from django.contrib import admin, messages
 
-from annotations.models import Campaign, Expert, ExpertDomain, Lab, Response, Task
+from annotations import experts
+from annotations.models import (
+    Assignment, Campaign, Expert, ExpertDomain, Judgment, Lab, QualificationAttempt, QualificationItem, Response, Task,
+)
+from annotations.services import ServiceError
 
 
 @admin.register(Lab)
@@ -51,5 +55,89 @@ class ExpertAdmin(admin.ModelAdmin):
     list_filter = ["state", "domain_vettings__domain", "domain_vettings__state"]
     search_fields = ["user__username", "user__email", "wallet_address", "credentials"]
     raw_id_fields = ["user", "reviewed_by"]
-    readonly_fields = ["applied_at", "reviewed_at", "reviewed_by"]
+    readonly_fields = ["state", "applied_at", "reviewed_at", "reviewed_by"]
     inlines = [ExpertDomainInline]
+    actions = ["approve", "reject", "suspend"]
+
+    def _review(self, request, queryset, service, done: str) -> None:
+        """Vetting goes through the services (state machine, roles, live leases), one expert at a time."""
+        ok, refused = 0, []
+        for expert in queryset.select_related("user"):
+            try:
+                service(expert=expert, moderator=request.user, note=f"{done} in admin by {request.user}")
+            except ServiceError as exc:
+                refused.append(f"{expert.user}: {exc.message}")
+            else:
+                ok += 1
+        if ok:
+            self.message_user(request, f"{done.capitalize()} {ok} expert(s).", messages.SUCCESS)
+        for message in refused:
+            self.message_user(request, message, messages.WARNING)
+
+    @admin.action(description="Approve (or reinstate): the expert may take qualification tests")
+    def approve(self, request, queryset):
+        self._review(request, queryset, experts.expert_approve, "approved")
+
+    @admin.action(description="Reject the application")
+    def reject(self, request, queryset):
+        self._review(request, queryset, experts.expert_reject, "rejected")
+
+    @admin.action(description="Suspend: stop rating now and release live leases")
+    def suspend(self, request, queryset):
+        self._review(request, queryset, experts.expert_suspend, "suspended")
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Leases and judgments change only through services, which keep task counts right."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Assignment)
+class AssignmentAdmin(ReadOnlyAdmin):
+    list_display = ["id", "task", "expert", "campaign", "state", "leased_at", "expires_at", "finished_at"]
+    list_filter = ["state", "campaign"]
+    search_fields = ["expert__user__username", "task__external_id", "skip_reason"]
+    list_select_related = ["task", "expert__user", "campaign"]
+    date_hierarchy = "leased_at"
+    show_full_result_count = False
+
+
+@admin.register(Judgment)
+class JudgmentAdmin(ReadOnlyAdmin):
+    list_display = ["id", "task", "expert", "campaign", "ranks", "strength", "is_gold", "gold_correct", "voided", "submitted_at"]
+    list_filter = ["is_gold", "gold_correct", "voided", "campaign", "campaign__domain"]
+    search_fields = ["expert__user__username", "task__external_id", "rationale"]
+    list_select_related = ["task", "expert__user", "campaign"]
+    date_hierarchy = "submitted_at"
+    show_full_result_count = False
+
+
+class QualificationItemInline(admin.TabularInline):
+    model = QualificationItem
+    extra = 0
+    fields = ["task", "display_order", "ranks", "correct"]
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(QualificationAttempt)
+class QualificationAttemptAdmin(ReadOnlyAdmin):
+    list_display = ["id", "expert", "domain", "score", "pass_mark", "passed", "started_at", "finished_at"]
+    list_filter = ["domain", "passed"]
+    search_fields = ["expert__user__username"]
+    inlines = [QualificationItemInline]
+
+
+# Quality (issue 4): flagged raters, reports, consensus, the review queue.
+from annotations import admin_quality  # noqa: E402,F401

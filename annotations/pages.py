@@ -1,4 +1,21 @@
-"""Annotation browser pages (rating, history, lab dashboard)."""
+"""Annotation browser pages (applying, qualification, rating, history)."""
+from django.urls import path
+
+from annotations import lab_views, views
+
 app_name = "annotations_pages"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("expert/apply/", views.expert_apply, name="expert-apply"),
+    path("expert/", views.expert_status, name="expert-status"),
+    path("expert/qualification/start", views.qualification_start, name="qualification-start"),
+    path("expert/qualification/<int:attempt_id>/", views.qualification_test, name="qualification-test"),
+    path("rate/", views.rate_campaigns, name="rate-campaigns"),
+    path("rate/<int:campaign_id>/", views.rate, name="rate"),
+    path("rate/<int:campaign_id>/next", views.rate_next, name="rate-next"),
+    path("rate/assignment/<int:assignment_id>/judgment", views.rate_submit, name="rate-submit"),
+    path("rate/assignment/<int:assignment_id>/skip", views.rate_skip, name="rate-skip"),
+    path("rate/history/", views.history, name="history"),
+    path("labs/campaigns/", lab_views.lab_campaigns, name="lab-campaigns"),
+    path("labs/campaigns/<int:campaign_id>/quality", lab_views.campaign_quality, name="lab-campaign-quality"),
+]

@@ -6,7 +6,7 @@ from django.db.models.functions import Coalesce
 from django.http import Http404
 
 from annotations import roles
-from annotations.models import Campaign, ExpertDomain, Lab, Task
+from annotations.models import Campaign, Expert, ExpertDomain, Lab, Task
 
 
 def labs_for_user(user) -> QuerySet[Lab]:
@@ -14,11 +14,11 @@ def labs_for_user(user) -> QuerySet[Lab]:
 
 
 def campaigns_visible_to(user) -> QuerySet[Campaign]:
-    """Labs see their own campaigns; vetted experts see open campaigns in their domains."""
+    """Labs see their own campaigns; vetted (not suspended) experts see open campaigns in their vetted domains."""
     if not user.is_authenticated:
         return Campaign.objects.none()
     query = Q(lab__members=user)
-    if roles.has_role(user, roles.EXPERT) and hasattr(user, "expert"):
+    if roles.has_role(user, roles.EXPERT) and hasattr(user, "expert") and user.expert.state == Expert.State.VETTED:
         domains = ExpertDomain.objects.filter(expert=user.expert, state=ExpertDomain.State.VETTED).values("domain")
         query |= Q(status=Campaign.Status.OPEN, domain__in=domains)
     return Campaign.objects.filter(query).select_related("lab").distinct()

@@ -111,7 +111,9 @@ def task_import(
         raise ImportErrors([_empty_error()])
     created = 0
     with transaction.atomic():
-        locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        # NO KEY UPDATE serialises imports into one campaign without blocking
+        # the foreign-key checks of leases and judgments written meanwhile.
+        locked = Campaign.objects.select_for_update(no_key=True).get(pk=campaign.pk)
         # A first import into an empty campaign cannot collide; skip the lookups.
         empty = not Task.objects.filter(campaign=locked).exists()
         for chunk in _chunks(iter_valid(rows(), k), IMPORT_CHUNK):

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from annotations import api
+from annotations import api, api_experts, api_quality
 
 app_name = "annotations_api"
 
@@ -12,4 +12,12 @@ urlpatterns = [
     path("campaigns/<int:campaign_id>/close", api.CampaignTransitionApi.as_view(action="close"), name="campaign-close"),
     path("campaigns/<int:campaign_id>/tasks/import", api.TaskImportApi.as_view(), name="task-import"),
     path("campaigns/<int:campaign_id>/tasks/", api.TaskListApi.as_view(), name="task-list"),
+    path("assignments/next", api_experts.AssignmentNextApi.as_view(), name="assignment-next"),
+    path("assignments/<int:assignment_id>/judgment", api_experts.JudgmentSubmitApi.as_view(), name="judgment-submit"),
+    path("assignments/<int:assignment_id>/skip", api_experts.AssignmentSkipApi.as_view(), name="assignment-skip"),
+    path("campaigns/<int:campaign_id>/quality", api_quality.CampaignQualityApi.as_view(), name="campaign-quality"),
+    path("campaigns/<int:campaign_id>/quality/recompute", api_quality.CampaignQualityRecomputeApi.as_view(),
+         name="campaign-quality-recompute"),
+    path("campaigns/<int:campaign_id>/consensus", api_quality.CampaignConsensusApi.as_view(),
+         name="campaign-consensus"),
 ]

@@ -1,4 +1,13 @@
 """Rewards browser pages (wallet)."""
+from django.urls import path
+
+from rewards import views
+
 app_name = "rewards_pages"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.wallet, name="wallet"),
+    path("stake", views.stake, name="stake"),
+    path("unstake", views.unstake, name="unstake"),
+    path("claims/<int:epoch_id>.json", views.claim_download, name="claim-download"),
+]

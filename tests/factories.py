@@ -1,6 +1,8 @@
 """Factories for every model, in one place."""
 from __future__ import annotations
 
+import datetime
+
 import factory
 from django.contrib.auth.models import Group, User
 from rest_framework.authtoken.models import Token
@@ -96,3 +98,162 @@ class ExpertFactory(factory.django.DjangoModelFactory):
                 ExpertDomain.objects.get_or_create(
                     expert=expert, domain=domain, defaults={"state": ExpertDomain.State.VETTED},
                 )
+
+
+# Experts, leases and judgments (issue 3).
+
+
+def wallet(seed: int | str) -> str:
+    """A distinct, correctly checksummed (EIP-55) wallet address."""
+    import hashlib
+
+    from rewards.wallet import to_checksum_address
+
+    return to_checksum_address("0x" + hashlib.sha1(str(seed).encode()).hexdigest())
+
+
+class GoldTaskFactory(TaskFactory):
+    """A honeypot: gold says the first uploaded response is best."""
+
+    is_gold = True
+    gold = factory.LazyAttribute(lambda t: [1] + [2] * (t.campaign.responses_per_task - 1))
+    target_overlap = 32767
+
+
+def open_campaign(**kwargs) -> Campaign:
+    """An open campaign with no gold injection unless asked."""
+    kwargs.setdefault("status", Campaign.Status.OPEN)
+    kwargs.setdefault("gold_rate", 0.0)
+    return CampaignFactory(**kwargs)
+
+
+# Ledger, stakes and epochs (issue 5).
+
+
+def rewards_moderator(**kwargs) -> User:
+    """A staff user in the moderator group: may top up labs and reverse transactions."""
+    user = UserFactory(is_staff=True, **kwargs)
+    return add_role(user, roles.MODERATOR)
+
+
+def lab_deposit(lab: Lab, amount: int, reference: str | None = None):
+    """Credit a lab through the real top-up service, as a moderator would."""
+    import uuid
+
+    from rewards import services
+
+    return services.lab_topup(
+        lab=lab, amount=amount, reference=reference or uuid.uuid4().hex, actor=rewards_moderator(),
+    )
+
+
+def expert_deposit(expert: Expert, amount: int):
+    """Give an expert available tokens (a deposit from outside: external -> available)."""
+    import uuid
+
+    from rewards import ledger
+    from rewards.models import Account, LedgerTransaction
+
+    return ledger.ledger_post(
+        key=f"test-deposit:{uuid.uuid4().hex}", kind=LedgerTransaction.Kind.TOPUP,
+        entries=[(ledger.external_account(), -amount), (ledger.expert_account(expert, Account.Kind.AVAILABLE), amount)],
+        memo="Deposit",
+    )
+
+
+def rated_judgment(*, task: Task, expert: Expert, ranks: list[int], submitted_at=None, voided: bool = False,
+                   gold_correct: bool | None = None):
+    """A submitted judgment (with its assignment) as the rating flow would leave it."""
+    from django.utils import timezone
+
+    from annotations.models import Assignment, Judgment
+
+    at = submitted_at or timezone.now()
+    order = list(range(len(ranks)))
+    assignment = Assignment.objects.create(
+        task=task, expert=expert, campaign=task.campaign, state=Assignment.State.SUBMITTED, display_order=order,
+        leased_at=at, expires_at=at, finished_at=at,
+    )
+    return Judgment.objects.create(
+        assignment=assignment, task=task, expert=expert, campaign=task.campaign, ranks=ranks, display_order=order,
+        time_spent_ms=30_000, submitted_at=at, is_gold=task.is_gold, gold_correct=gold_correct, voided=voided,
+    )
+
+
+_ONE_WEEK = datetime.timedelta(days=7)
+
+
+def _a_week_ago():
+    from django.utils import timezone
+
+    return timezone.now() - _ONE_WEEK
+
+
+class EpochFactory(factory.django.DjangoModelFactory):
+    """An epoch that ran for the past week (due for settlement)."""
+
+    class Meta:
+        model = "rewards.Epoch"
+
+    campaign = factory.SubFactory(CampaignFactory)
+    index = factory.Sequence(lambda n: n)
+    starts_at = factory.LazyFunction(_a_week_ago)
+    ends_at = factory.LazyAttribute(lambda e: e.starts_at + _ONE_WEEK)
+
+
+# Quality (issue 4): many tasks and judgments at once.
+
+
+def tasks_bulk(campaign: Campaign, n: int, *, prefix: str = "bulk", words: int = 60, gold=None) -> list[Task]:
+    """``n`` tasks of ``campaign`` with K responses of ``words`` words each, in bulk inserts.
+
+    ``gold``: ranks per upload position to make them honeypots.
+    """
+    target = 32767 if gold is not None else campaign.overlap
+    tasks = Task.objects.bulk_create([
+        Task(campaign=campaign, external_id=f"{prefix}-{campaign.pk}-{i}", prompt=f"Question {i} " + "word " * 20,
+             target_overlap=target, is_gold=gold is not None, gold=gold)
+        for i in range(n)
+    ])
+    Response.objects.bulk_create([
+        Response(task=task, position=p, model_name=f"model-{p}", text=" ".join([f"w{p}"] * words))
+        for task in tasks for p in range(campaign.responses_per_task)
+    ])
+    return tasks
+
+
+def judgments_bulk(rows: list[dict]) -> list:
+    """Submitted judgments, with their assignments, in bulk; tasks' counts follow and full tasks become complete.
+
+    Each row: ``task``, ``expert``, ``ranks`` and optionally ``strength``, ``display_order``,
+    ``time_spent_ms``, ``rationale``, ``flags``, ``gold_correct``, ``submitted_at``. No hook is
+    called: the quality job is the test's to run.
+    """
+    from collections import Counter
+
+    from django.db.models import F
+    from django.utils import timezone
+
+    from annotations.models import Assignment, Judgment
+
+    now = timezone.now()
+    assignments = Assignment.objects.bulk_create([
+        Assignment(task=r["task"], expert=r["expert"], campaign_id=r["task"].campaign_id,
+                   state=Assignment.State.SUBMITTED, display_order=r.get("display_order") or list(range(len(r["ranks"]))),
+                   leased_at=r.get("submitted_at", now), expires_at=r.get("submitted_at", now),
+                   finished_at=r.get("submitted_at", now))
+        for r in rows
+    ])
+    judgments = Judgment.objects.bulk_create([
+        Judgment(assignment=a, task=r["task"], expert=r["expert"], campaign_id=r["task"].campaign_id,
+                 ranks=r["ranks"], strength=r.get("strength"), display_order=a.display_order,
+                 rationale=r.get("rationale", ""), flags=r.get("flags", []),
+                 time_spent_ms=r.get("time_spent_ms", 30_000), submitted_at=r.get("submitted_at", now),
+                 is_gold=r["task"].is_gold, gold_correct=r.get("gold_correct"))
+        for a, r in zip(assignments, rows)
+    ])
+    for task_id, n in Counter(r["task"].pk for r in rows).items():
+        Task.objects.filter(pk=task_id).update(judgment_count=F("judgment_count") + n, filled=F("filled") + n)
+    Task.objects.filter(pk__in={r["task"].pk for r in rows}, state=Task.State.OPEN,
+                        judgment_count__gte=F("target_overlap")).update(state=Task.State.COMPLETE)
+    return judgments

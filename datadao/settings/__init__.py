@@ -109,6 +109,14 @@ DATADAO_MAX_IMPORT_ERRORS = 100
 
 # Token amounts are integers in base units; this many decimals make one token.
 DATADAO_TOKEN_DECIMALS = env.int("DATADAO_TOKEN_DECIMALS", default=6)
+DATADAO_TOKEN_SYMBOL = env.str("DATADAO_TOKEN_SYMBOL", default="DDF")
+# Rewards: unbonded stake stays slashable this long before it is released.
+DATADAO_UNBONDING_DAYS = env.int("DATADAO_UNBONDING_DAYS", default=7)
+# Smallest bonded stake an expert may hold (an unbond leaves 0 or at least this); base units.
+DATADAO_MIN_STAKE = env.int("DATADAO_MIN_STAKE", default=10**DATADAO_TOKEN_DECIMALS)
+DATADAO_EPOCH_DAYS = env.int("DATADAO_EPOCH_DAYS", default=7)
+# Payouts committed per database transaction while settling an epoch.
+DATADAO_SETTLEMENT_CHUNK = env.int("DATADAO_SETTLEMENT_CHUNK", default=2000)
 # Secret for pseudonymous per-campaign rater handles shown to labs.
 DATADAO_HANDLE_SECRET = env.str("DATADAO_HANDLE_SECRET", default=SECRET_KEY)
 DATADAO_LEASE_MINUTES = env.int("DATADAO_LEASE_MINUTES", default=20)
@@ -158,7 +166,26 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE: dict = {
+    # Leases left to expire go back to their tasks; assignment_next also
+    # reclaims lazily, so this only keeps counts fresh between requests.
+    "annotations.leases_reclaim": {"task": "annotations.leases_reclaim", "schedule": 60.0},
+    "rewards.epochs_roll": {"task": "rewards.epochs_roll", "schedule": 15 * 60.0},
+    "rewards.unbonding_release_due": {"task": "rewards.unbonding_release_due", "schedule": 10 * 60.0},
+    # Campaign agreement, rater reliabilities and signals; a campaign whose
+    # inputs did not change since its last report is skipped after one read.
+    "annotations.quality_recompute_open_campaigns": {
+        "task": "annotations.quality_recompute_open_campaigns", "schedule": 10 * 60.0,
+    },
+}
+# Redis redelivers a task that was fetched but never acknowledged (worker
+# killed) once it has been invisible this long; the restore sweep runs about
+# every interval * throttle seconds.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
+    "unacked_restore_interval": env.int("CELERY_UNACKED_RESTORE_INTERVAL", default=10),
+    "unacked_restore_throttle": env.int("CELERY_UNACKED_RESTORE_THROTTLE", default=10),
+}
 
 LOGGING = {
     "version": 1,

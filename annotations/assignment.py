@@ -1,0 +1,496 @@
+"""Leasing tasks to experts and recording their judgments.
+
+Invariant, per task: ``filled`` = live leases + submitted judgments, and
+``filled <= target_overlap`` (a CHECK constraint). Every change to a lease's
+state is a conditional UPDATE on the lease (``WHERE state = 'leased'``) and
+only the caller whose UPDATE changed the row adjusts ``filled``, so racing
+requests, retries and a reclaim job running twice all count once.
+
+Claiming work (``assignment_next``) costs the same whatever the campaign's
+size: an index walk over ``task_assign_idx`` (campaign, state, is_gold,
+-filled, id) that stops at the first task this expert has not seen and that
+still has room. On PostgreSQL pick, count and lease are one statement (a
+CTE) whose candidate row is locked with ``FOR NO KEY UPDATE SKIP LOCKED``,
+so concurrent experts fan out over different tasks instead of queueing on
+one; on SQLite (which serialises writers) the conditional
+``UPDATE ... WHERE filled < target_overlap`` alone keeps it correct. Unique constraints (one lease per task and expert, one live lease
+per expert and campaign) are the last line of defence.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Exists, F, OuterRef, QuerySet
+from django.utils import timezone
+
+from annotations.experts import expert_eligibility, gold_top_matches, slot_ranks_to_positions
+from annotations.models import Assignment, Campaign, Expert, Flag, Judgment, QualificationItem, Response, Task
+from annotations.ranking import RankingError, parse_ranking, slot_letters
+from annotations.services import ServiceError
+
+logger = logging.getLogger(__name__)
+
+# Candidate rows tried per claim attempt on SQLite (PostgreSQL locks one).
+CLAIM_BATCH = 1
+# When every candidate is locked by a concurrent claim, wait this long and
+# look again rather than answer "nothing left" while work remains.
+CLAIM_RETRIES = 8
+CLAIM_BACKOFF_S = 0.005
+RECLAIM_BATCH = 500
+MAX_RATIONALE = 10_000
+LIKERT = range(1, 6)
+
+
+class JudgmentInvalid(ServiceError):
+    """A judgment that breaks the campaign's form; carries every field error at once."""
+
+    def __init__(self, errors: list[dict[str, Any]]):
+        self.errors = errors
+        super().__init__(errors[0]["message"], field=errors[0].get("field"), status=400)
+
+    def as_errors(self) -> list[dict[str, Any]]:
+        return self.errors
+
+
+# --------------------------------------------------------------------------
+# Leasing
+# --------------------------------------------------------------------------
+
+
+def _lease_ends(campaign: Campaign, now: datetime) -> datetime:
+    return now + timedelta(minutes=campaign.lease_minutes)
+
+
+def assignment_release(*, assignment: Assignment, state: str, reason: str = "", now: datetime | None = None) -> bool:
+    """End a live lease (expired or skipped) and give its place back to the task.
+
+    Returns False when the lease was no longer live (someone else ended it);
+    then nothing changes, which makes every caller safe to run twice.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        changed = Assignment.objects.filter(pk=assignment.pk, state=Assignment.State.LEASED).update(
+            state=state, finished_at=now, skip_reason=reason[:500],
+        )
+        if changed:
+            Task.objects.filter(pk=assignment.task_id, filled__gt=F("judgment_count")).update(filled=F("filled") - 1)
+    if changed:
+        assignment.state, assignment.finished_at, assignment.skip_reason = state, now, reason[:500]
+    return bool(changed)
+
+
+def _candidates(campaign: Campaign, expert: Expert, *, gold: bool) -> QuerySet[Task]:
+    seen = Assignment.objects.filter(task=OuterRef("pk"), expert=expert)
+    queryset = (
+        Task.objects.filter(campaign=campaign, state=Task.State.OPEN, is_gold=gold, filled__lt=F("target_overlap"))
+        .exclude(Exists(seen))
+    )
+    if gold:
+        # Gold seen in a qualification test would be a known answer.
+        tested = QualificationItem.objects.filter(task=OuterRef("pk"), expert=expert)
+        # Least-served gold first (a backward walk of the same index), so
+        # every honeypot is seen by about as many experts.
+        return queryset.exclude(Exists(tested)).order_by("filled", "-id")
+    # Closest to completion first, so items finish.
+    return queryset.order_by("-filled", "id")
+
+
+def _claim_sql(*, gold: bool) -> str:
+    """The PostgreSQL claim as one statement: pick, count and lease in a single round trip.
+
+    The same rules as ``_candidates``; the CTE's row lock (NO KEY UPDATE,
+    so foreign-key checks of judgments on the task are not blocked) and the
+    conditional UPDATE make it atomic, and the unique constraints on
+    assignments still back it up.
+    """
+    task, assignment, tested = Task._meta.db_table, Assignment._meta.db_table, QualificationItem._meta.db_table
+    not_tested = (
+        f"AND NOT EXISTS (SELECT 1 FROM {tested} q WHERE q.task_id = t.id AND q.expert_id = %(expert)s)"
+        if gold else ""
+    )
+    order = "t.filled ASC, t.id DESC" if gold else "t.filled DESC, t.id ASC"
+    return f"""
+        WITH candidate AS (
+            SELECT t.id FROM {task} t
+            WHERE t.campaign_id = %(campaign)s AND t.state = %(open)s AND t.is_gold = %(gold)s
+              AND t.filled < t.target_overlap
+              AND NOT EXISTS (SELECT 1 FROM {assignment} a WHERE a.task_id = t.id AND a.expert_id = %(expert)s)
+              {not_tested}
+            ORDER BY {order}
+            LIMIT 1
+            FOR NO KEY UPDATE OF t SKIP LOCKED
+        ), claimed AS (
+            UPDATE {task} t SET filled = t.filled + 1
+            FROM candidate WHERE t.id = candidate.id AND t.filled < t.target_overlap
+            RETURNING t.id
+        )
+        INSERT INTO {assignment}
+            (task_id, expert_id, campaign_id, state, display_order, leased_at, expires_at, skip_reason)
+        SELECT claimed.id, %(expert)s, %(campaign)s, %(leased)s, %(order)s::jsonb, %(now)s, %(expires)s, ''
+        FROM claimed
+        RETURNING id, task_id
+    """
+
+
+def _claim(campaign: Campaign, expert: Expert, *, gold: bool, now: datetime, rng: random.Random) -> Assignment | None:
+    """One attempt at an atomic claim; None when no candidate could be taken."""
+    order = list(range(campaign.responses_per_task))
+    rng.shuffle(order)
+    if connection.vendor == "postgresql":
+        return _claim_postgres(campaign, expert, gold=gold, now=now, order=order)
+    # SQLite serialises writers, so the conditional UPDATE alone decides.
+    with transaction.atomic():
+        for task_id in _candidates(campaign, expert, gold=gold).values_list("id", flat=True)[:CLAIM_BATCH]:
+            took = Task.objects.filter(
+                pk=task_id, state=Task.State.OPEN, filled__lt=F("target_overlap"),
+            ).update(filled=F("filled") + 1)
+            if not took:
+                continue
+            return Assignment.objects.create(
+                task_id=task_id, expert=expert, campaign=campaign, display_order=order,
+                leased_at=now, expires_at=_lease_ends(campaign, now),
+            )
+    return None
+
+
+def _claim_postgres(campaign: Campaign, expert: Expert, *, gold: bool, now: datetime, order: list[int]) -> Assignment | None:
+    expires = _lease_ends(campaign, now)
+    params = {
+        "campaign": campaign.pk, "expert": expert.pk, "gold": gold, "open": Task.State.OPEN,
+        "leased": Assignment.State.LEASED, "order": json.dumps(order), "now": now, "expires": expires,
+    }
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_claim_sql(gold=gold), params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    assignment = Assignment(
+        id=row[0], task_id=row[1], expert=expert, campaign=campaign, state=Assignment.State.LEASED,
+        display_order=order, leased_at=now, expires_at=expires, skip_reason="",
+    )
+    assignment._state.adding = False
+    assignment._state.db = connection.alias
+    return assignment
+
+
+def _anything_left(campaign: Campaign, expert: Expert) -> bool:
+    return _candidates(campaign, expert, gold=False).exists()
+
+
+def leases_reclaim(*, campaign: Campaign | None = None, now: datetime | None = None, batch: int = RECLAIM_BATCH) -> int:
+    """Expire leases past their expiry and give their places back. Safe to run twice."""
+    now = now or timezone.now()
+    campaigns = [campaign] if campaign else Campaign.objects.exclude(status=Campaign.Status.DRAFT).only("id")
+    released = 0
+    for current in campaigns:
+        while True:
+            expired = list(
+                Assignment.objects.filter(campaign=current, state=Assignment.State.LEASED, expires_at__lte=now)
+                .only("id", "task_id")[:batch]
+            )
+            for assignment in expired:
+                released += assignment_release(assignment=assignment, state=Assignment.State.EXPIRED, now=now)
+            if len(expired) < batch:
+                break
+    return released
+
+
+def assignment_next(
+    *, expert: Expert, campaign: Campaign, rng: random.Random | None = None, now: datetime | None = None,
+) -> Assignment | None:
+    """Lease the expert's next task in the campaign, or None when nothing is left for them.
+
+    An unexpired lease is handed back as is (a reload or a second tab gets
+    the same task); an expired one is reclaimed first. With probability
+    ``campaign.gold_rate`` the lease is a gold task the expert has not seen.
+    """
+    now = now or timezone.now()
+    rng = rng or random.SystemRandom()
+    eligibility = expert_eligibility(expert=expert, campaign=campaign)
+    if not eligibility:
+        raise ServiceError(eligibility.reason, field="campaign", status=403)
+
+    live = Assignment.objects.filter(expert=expert, campaign=campaign, state=Assignment.State.LEASED).first()
+    if live is not None:
+        if live.expires_at > now:
+            return live
+        assignment_release(assignment=live, state=Assignment.State.EXPIRED, now=now)
+
+    want_gold = campaign.gold_rate > 0 and rng.random() < campaign.gold_rate
+    reclaimed = False
+    for attempt in range(CLAIM_RETRIES):
+        try:
+            claimed = None
+            if want_gold:
+                claimed = _claim(campaign, expert, gold=True, now=now, rng=rng)
+            if claimed is None:
+                claimed = _claim(campaign, expert, gold=False, now=now, rng=rng)
+        except IntegrityError:
+            # A concurrent request of the same expert took a lease first
+            # (double click on Next): hand that one back.
+            live = Assignment.objects.filter(expert=expert, campaign=campaign, state=Assignment.State.LEASED).first()
+            if live is not None:
+                return live
+            continue
+        if claimed is not None:
+            return claimed
+        if not reclaimed:
+            # Nothing free: other experts' expired leases may be holding the
+            # last places (the periodic job may not have run yet).
+            reclaimed = True
+            if leases_reclaim(campaign=campaign, now=now):
+                continue
+        if not _anything_left(campaign, expert):
+            return None
+        # Candidates exist but were locked by concurrent claims: look again.
+        time.sleep(CLAIM_BACKOFF_S * (attempt + 1))
+    return None
+
+
+def assignment_for_expert(*, expert: Expert, assignment_id: int) -> Assignment:
+    """The expert's own assignment; anyone else's is reported as missing."""
+    assignment = Assignment.objects.select_related("task", "campaign").filter(pk=assignment_id, expert=expert).first()
+    if assignment is None:
+        raise ServiceError("no such assignment.", status=404)
+    return assignment
+
+
+def assignment_skip(*, expert: Expert, assignment_id: int, reason: str, now: datetime | None = None) -> Assignment:
+    """Hand a task back with a reason; the expert is not offered it again."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ServiceError("say why you skip this task.", field="reason")
+    if len(reason) > 500:
+        raise ServiceError("keep the reason under 500 characters.", field="reason")
+    assignment = assignment_for_expert(expert=expert, assignment_id=assignment_id)
+    if assignment.state == Assignment.State.SKIPPED:
+        return assignment
+    if assignment.state == Assignment.State.SUBMITTED:
+        raise ServiceError("you already submitted a judgment for this task.", status=409)
+    if not assignment_release(assignment=assignment, state=Assignment.State.SKIPPED, reason=reason, now=now):
+        assignment.refresh_from_db()
+        if assignment.state != Assignment.State.SKIPPED:
+            raise ServiceError("this lease has already ended; press Next for another task.", status=409)
+    return assignment
+
+
+@dataclass
+class LeasedTask:
+    """A leased task as its expert sees it: the prompt, and slots in their own random order, no model names."""
+
+    prompt: Any
+    responses: list[dict[str, str]]
+
+
+def leased_task(assignment: Assignment) -> LeasedTask:
+    rows = list(Response.objects.filter(task_id=assignment.task_id).values_list("position", "text", "task__prompt"))
+    texts = {position: text for position, text, _ in rows}
+    letters = slot_letters(len(assignment.display_order))
+    return LeasedTask(
+        prompt=rows[0][2],
+        responses=[{"slot": letters[i], "text": texts[position]} for i, position in enumerate(assignment.display_order)],
+    )
+
+
+# --------------------------------------------------------------------------
+# Judgments
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class JudgmentInput:
+    """A judgment as the expert wrote it, in displayed slots."""
+
+    ranking: Any
+    strength: int | None = None
+    ratings: dict[str, dict[str, int]] | None = None
+    rationale: str = ""
+    flags: list[str] | None = None
+
+
+@dataclass
+class CleanJudgment:
+    ranks: list[int]
+    strength: int | None
+    ratings: dict[str, list[int]]
+    rationale: str
+    flags: list[str]
+
+
+def _clean_judgment(campaign: Campaign, display_order: list[int], data: JudgmentInput) -> CleanJudgment:
+    """Validate against the campaign's form and map slots back to upload positions."""
+    k = len(display_order)
+    letters = slot_letters(k)
+    errors: list[dict[str, Any]] = []
+    slot_ranks: list[int] | None = None
+    try:
+        slot_ranks = parse_ranking(data.ranking, k)
+    except RankingError as exc:
+        errors.append({"field": "ranking", "message": str(exc)})
+
+    strength = None
+    uses_scale = k == 2 and campaign.strength_scale
+    if uses_scale:
+        if data.strength is None:
+            errors.append({"field": "strength", "message": "give a strength from -3 (A much better) to +3 (B much better)."})
+        elif not isinstance(data.strength, int) or isinstance(data.strength, bool) or not -3 <= data.strength <= 3:
+            errors.append({"field": "strength", "message": "must be an integer from -3 to +3."})
+        elif slot_ranks is not None:
+            implied = 0 if slot_ranks[0] == slot_ranks[1] else (-1 if slot_ranks[0] < slot_ranks[1] else 1)
+            sign = (data.strength > 0) - (data.strength < 0)
+            if sign != implied:
+                errors.append({"field": "strength", "message": "contradicts the ranking (negative means A is better, 0 a tie)."})
+            else:
+                # Slot A shows position display_order[0]: if that is the second
+                # upload, "A better" means "second better" in upload order.
+                strength = data.strength if display_order[0] == 0 else -data.strength
+    elif data.strength is not None:
+        errors.append({"field": "strength", "message": "this campaign does not use a strength scale."})
+
+    ratings: dict[str, list[int]] = {}
+    given = data.ratings or {}
+    axes = list(campaign.attribute_axes or [])
+    if not isinstance(given, dict):
+        errors.append({"field": "ratings", "message": "must map each attribute to {slot: 1..5}."})
+        given = {}
+    for axis in given:
+        if axis not in axes:
+            errors.append({"field": f"ratings.{axis}", "message": f"unknown attribute; rate {', '.join(axes) or 'none'}."})
+    for axis in axes:
+        per_slot = given.get(axis)
+        if not isinstance(per_slot, dict):
+            errors.append({"field": f"ratings.{axis}", "message": f"rate every response on {axis} from 1 to 5."})
+            continue
+        values = [0] * k
+        for index, letter in enumerate(letters):
+            value = per_slot.get(letter)
+            if isinstance(value, bool) or not isinstance(value, int) or value not in LIKERT:
+                errors.append({
+                    "field": f"ratings.{axis}.{letter}",
+                    "message": f"rate response {letter} on {axis} with a whole number from 1 to 5.",
+                })
+                continue
+            values[display_order[index]] = value
+        extra = set(per_slot) - set(letters)
+        if extra:
+            errors.append({"field": f"ratings.{axis}", "message": f"unknown slot {sorted(extra)[0]!r}."})
+        ratings[axis] = values
+
+    rationale = (data.rationale or "").strip()
+    if campaign.rationale_required and len(rationale) < campaign.rationale_min_length:
+        errors.append({
+            "field": "rationale",
+            "message": f"explain your ranking in at least {campaign.rationale_min_length} characters (you wrote {len(rationale)}).",
+        })
+    if len(rationale) > MAX_RATIONALE:
+        errors.append({"field": "rationale", "message": f"keep the rationale under {MAX_RATIONALE} characters."})
+
+    flags = list(dict.fromkeys(data.flags or []))
+    bad_flags = [f for f in flags if f not in Flag.values]
+    if bad_flags:
+        errors.append({"field": "flags", "message": f"unknown flag {bad_flags[0]!r}; use {', '.join(Flag.values)}."})
+
+    if errors:
+        raise JudgmentInvalid(errors)
+    assert slot_ranks is not None
+    return CleanJudgment(
+        ranks=slot_ranks_to_positions(slot_ranks, display_order), strength=strength, ratings=ratings,
+        rationale=rationale, flags=flags,
+    )
+
+
+def _same(judgment: Judgment, clean: CleanJudgment) -> bool:
+    return (
+        judgment.ranks == clean.ranks and judgment.strength == clean.strength and judgment.ratings == clean.ratings
+        and judgment.rationale == clean.rationale and sorted(judgment.flags) == sorted(clean.flags)
+    )
+
+
+@dataclass
+class SubmitResult:
+    judgment: Judgment
+    created: bool
+
+
+def judgment_submit(
+    *, expert: Expert, assignment_id: int, data: JudgmentInput, now: datetime | None = None,
+) -> SubmitResult:
+    """Record the expert's judgment on a leased task, exactly once.
+
+    A repeat of the same submission (double click, network retry) returns
+    the judgment already recorded; a different one is refused. A lease that
+    expired, was skipped or belongs to someone else takes no judgment.
+    """
+    now = now or timezone.now()
+    expired = False
+    with transaction.atomic():
+        # Lock the lease row only (not its task or campaign, which every
+        # other submit and claim in the campaign also touches).
+        assignment = (
+            Assignment.objects.select_for_update(of=("self",), no_key=True).select_related("task", "campaign")
+            .filter(pk=assignment_id, expert=expert).first()
+        )
+        if assignment is None:
+            raise ServiceError("no such assignment.", status=404)
+        clean = _clean_judgment(assignment.campaign, assignment.display_order, data)
+        if assignment.state == Assignment.State.SUBMITTED:
+            judgment = Judgment.objects.get(assignment=assignment)
+            if not _same(judgment, clean):
+                raise ServiceError("you already submitted a different judgment for this task.", status=409)
+            return SubmitResult(judgment, created=False)
+        if assignment.state == Assignment.State.SKIPPED:
+            raise ServiceError("you skipped this task; it takes no judgment.", status=409)
+        if assignment.campaign.status == Campaign.Status.CLOSED:
+            raise ServiceError("the campaign has closed; it takes no more judgments.", status=409)
+        if assignment.state == Assignment.State.EXPIRED or assignment.expires_at <= now:
+            expired = True
+        else:
+            judgment = _record(assignment, clean, now)
+    if expired:
+        assignment_release(assignment=assignment, state=Assignment.State.EXPIRED, now=now)
+        raise ServiceError(
+            f"your lease on this task expired at {assignment.expires_at:%H:%M:%S} UTC, so the judgment was not "
+            "recorded; press Next for another task.", status=409,
+        )
+    return SubmitResult(judgment, created=True)
+
+
+def _record(assignment: Assignment, clean: CleanJudgment, now: datetime) -> Judgment:
+    task = assignment.task
+    gold_correct = gold_top_matches(clean.ranks, task.gold) if task.is_gold and task.gold else None
+    judgment = Judgment.objects.create(
+        assignment=assignment, task=task, expert_id=assignment.expert_id, campaign_id=assignment.campaign_id,
+        ranks=clean.ranks, strength=clean.strength, ratings=clean.ratings, rationale=clean.rationale,
+        flags=clean.flags, display_order=assignment.display_order,
+        time_spent_ms=min(int((now - assignment.leased_at).total_seconds() * 1000), 2**31 - 1),
+        submitted_at=now, is_gold=task.is_gold, gold_correct=gold_correct,
+    )
+    Assignment.objects.filter(pk=assignment.pk).update(state=Assignment.State.SUBMITTED, finished_at=now)
+    assignment.state, assignment.finished_at = Assignment.State.SUBMITTED, now
+    Task.objects.filter(pk=task.pk).update(judgment_count=F("judgment_count") + 1)
+    completed = Task.objects.filter(
+        pk=task.pk, state=Task.State.OPEN, judgment_count__gte=F("target_overlap"),
+    ).update(state=Task.State.COMPLETE)
+    if completed:
+        transaction.on_commit(lambda: on_task_complete(task.pk))
+    return judgment
+
+
+def on_task_complete(task_id: int) -> None:
+    """Called once, after commit, when a task reaches its overlap.
+
+    Queues the task's consensus (which also raises its overlap, or sends it
+    to review, when the raters disagree). ``robust``: a failure to queue is
+    logged, never turned into a failed judgment submission.
+    """
+    from annotations.tasks import task_consensus_update
+
+    logger.debug("task %s complete", task_id)
+    transaction.on_commit(lambda: task_consensus_update.delay(task_id), robust=True)

@@ -1,0 +1,407 @@
+"""A campaign's quality from flat arrays: consensus, agreement and signals.
+
+No Django here: ``annotations.quality.loading`` turns the database into the
+arrays below and ``annotations.quality.services`` writes the results. The
+maths itself lives in ``annotations.agreement``, ``annotations.consensus``
+and ``annotations.signals``; this module only decides what goes in.
+
+Conventions
+-----------
+* A *unit* is one pair of responses ``(i, j)``, ``i < j`` upload positions,
+  of one task: ``unit = task_index * P + pair`` with ``P = K(K-1)/2`` pairs in
+  ``np.triu_indices(K, 1)`` order. For K = 2 a unit is a task.
+* A rater's *direction* on a unit is +1 (i better), -1 (j better) or 0 (tie).
+  Ties carry no direction: nominal alpha, raw agreement, kappa, Dawid-Skene
+  and the consensus vote use decided directions only; ordinal alpha uses the
+  signed strength (``direction * gap``, the -3..+3 scale for K = 2), ties
+  included as 0.
+* Vote weight of a rater: the log-odds of their Dawid-Skene reliability
+  (accuracy clipped to [0.5, 0.99], so a random or worse rater counts 0 and
+  nobody counts as infallible) times a stake factor ``1 + stake / median
+  stake``, then clipped at ``cap`` times the median weight
+  (``consensus.clip_weights``), so no rater outweighs ``cap`` typical ones.
+* Consensus of a unit: ``p`` = weighted share of decided votes saying "i is
+  better" (``consensus.majority_vote_binary``); margin ``|2p - 1|``. This is
+  the one-coin Dawid-Skene decision rule with the estimated reliabilities,
+  and the same formula serves a single task between campaign runs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from annotations import agreement, consensus, signals
+
+STRENGTH_NONE = -128  # loader's stand-in for a missing strength
+# Reliability assumed for a rater the campaign job has not estimated yet and
+# who answered no gold: somewhat better than chance, as vetting implies.
+PRIOR_RELIABILITY = 0.7
+RELIABILITY_CLIP = (0.5, 0.99)
+DEFAULT_WEIGHT_CAP = 3.0
+# Bootstrap draws for alpha's interval: 1,000 while units are few (where the
+# interval is wide and matters), 200 beyond (100k units: the percentile
+# bounds move by ~0.001 between seeds, and draws cost units x draws).
+BOOTSTRAP_DRAWS_SMALL, BOOTSTRAP_DRAWS_LARGE, BOOTSTRAP_LARGE_UNITS = 1000, 200, 20_000
+# Kendall's W is computed per task; at most this many tasks (a fixed-seed sample).
+KENDALL_MAX_TASKS = 2000
+KAPPA_MIN_SHARED = 10
+
+# Signal thresholds (DESIGN.md, Quality): statistic and bar per signal.
+GOLD_MIN_N = 20
+POSITION_Z = 4.0
+SPEED_Z = -3.0
+SPEED_MIN_N = 5
+COLLUSION_Z = 4.0
+COLLUSION_MIN_SHARED = 10
+COLLUSION_MAX_P = 1e-3
+OUTSIDE_MAX_SHARE = 0.3
+OUTSIDE_MIN_N = 10
+COPIED_THRESHOLD = 0.8  # Jaccard of 5-character shingles
+COPIED_MIN_COUNT = 3  # copies before a rater is flagged; one look-alike may be chance
+
+
+@dataclass
+class Judgments:
+    """One row per counted (not voided) judgment of a campaign."""
+
+    k: int
+    judgment_id: np.ndarray
+    task_id: np.ndarray
+    expert_id: np.ndarray
+    ranks: np.ndarray  # (N, K) rank per upload position, 1 = best
+    strength: np.ndarray  # -3..3 in upload order, STRENGTH_NONE when not asked
+    slot_a: np.ndarray  # upload position shown first
+    slot_b: np.ndarray  # upload position shown second
+    time_ms: np.ndarray
+    is_gold: np.ndarray  # bool
+    gold_correct: np.ndarray  # -1 no verdict, 0 wrong, 1 right
+    outside: np.ndarray  # bool: marked "outside my expertise"
+
+    @property
+    def size(self) -> int:
+        return int(self.judgment_id.size)
+
+    def take(self, rows: np.ndarray) -> Judgments:
+        return Judgments(self.k, *(getattr(self, name)[rows] for name in _COLUMNS))
+
+
+_COLUMNS = (
+    "judgment_id", "task_id", "expert_id", "ranks", "strength", "slot_a", "slot_b", "time_ms", "is_gold",
+    "gold_correct", "outside",
+)
+
+
+def empty_judgments(k: int) -> Judgments:
+    e = np.empty(0, dtype=np.int64)
+    return Judgments(k, e, e, e, np.empty((0, k), dtype=np.int64), e, e, e, e, e.astype(bool), e, e.astype(bool))
+
+
+def pair_directions(j: Judgments) -> tuple[np.ndarray, np.ndarray]:
+    """``(direction, gap)``, each ``(N, P)``, from ranks, or from the explicit strength where one was given."""
+    rp = consensus.ranking_to_pairs(j.ranks.reshape(-1, j.k))
+    direction = np.asarray(rp.direction, dtype=np.int64).reshape(j.size, -1)
+    gap = np.asarray(rp.strength, dtype=np.int64).reshape(j.size, -1)
+    if j.k == 2:
+        scaled = j.strength != STRENGTH_NONE
+        if scaled.any():
+            sp = consensus.ranking_to_pairs(j.ranks[scaled], j.strength[scaled])
+            direction[scaled], gap[scaled] = sp.direction, sp.strength
+    return direction, gap
+
+
+def stake_factor(stakes: np.ndarray) -> np.ndarray:
+    """``1 + stake / median positive stake``: a rater without stake still counts once."""
+    s = np.asarray(stakes, dtype=np.float64)
+    positive = s[s > 0]
+    if positive.size == 0:
+        return np.ones_like(s)
+    return 1.0 + s / float(np.median(positive))
+
+
+def reliability_log_odds(reliability: np.ndarray) -> np.ndarray:
+    r = np.where(np.isfinite(reliability), reliability, PRIOR_RELIABILITY)
+    r = np.clip(r, *RELIABILITY_CLIP)
+    return np.log(r / (1.0 - r))
+
+
+def vote_weights(reliability: np.ndarray, stakes: np.ndarray, cap: float) -> np.ndarray:
+    """Each rater's consensus weight: reliability log-odds x stake factor, clipped at ``cap`` x median."""
+    raw = reliability_log_odds(reliability) * stake_factor(stakes)
+    return consensus.clip_weights(raw, cap) if raw.size else raw
+
+
+@dataclass
+class TaskConsensusRows:
+    """Consensus of every non-gold task with a judgment, aligned arrays."""
+
+    task_id: np.ndarray
+    ranks: np.ndarray  # (T, K)
+    p: np.ndarray  # (T, P) weighted share saying i better
+    margin_pairs: np.ndarray  # (T, P)
+    votes: np.ndarray  # (T, P) decided votes
+    margin: np.ndarray  # (T,) min over pairs
+    n_raters: np.ndarray
+    last_judgment_id: np.ndarray
+    method: str
+
+    def records(self, rows: range) -> Iterator[dict[str, Any]]:
+        """The stored form of ``rows``: plain lists and numbers, pair figures to three decimals."""
+        k = self.ranks.shape[1]
+        i, j = (x.tolist() for x in np.triu_indices(k, 1))
+        sl = slice(rows.start, rows.stop)
+        ranks, p = self.ranks[sl].tolist(), np.round(self.p[sl], 3).tolist()
+        margins, votes = np.round(self.margin_pairs[sl], 3).tolist(), self.votes[sl].tolist()
+        margin, n_raters = np.round(self.margin[sl], 6).tolist(), self.n_raters[sl].tolist()
+        task_ids, last = self.task_id[sl].tolist(), self.last_judgment_id[sl].tolist()
+        for r in range(len(ranks)):
+            yield {
+                "task_id": task_ids[r], "ranks": ranks[r], "margin": margin[r], "n_raters": n_raters[r],
+                "method": self.method, "last_judgment_id": last[r],
+                "pairs": [{"i": i[q], "j": j[q], "p": p[r][q], "margin": margins[r][q], "votes": votes[r][q]}
+                          for q in range(len(i))],
+            }
+
+
+def task_consensus(
+    j: Judgments, direction: np.ndarray, judgment_weight: np.ndarray, task_ids: np.ndarray, task_row: np.ndarray,
+) -> TaskConsensusRows:
+    """Weighted consensus of the tasks ``task_ids`` (judgment ``r`` belongs to task ``task_ids[task_row[r]]``)."""
+    k, n_tasks = j.k, task_ids.size
+    n_pairs = k * (k - 1) // 2
+    unit = task_row[:, None] * n_pairs + np.arange(n_pairs)[None, :]
+    decided = direction != 0
+    item, label = unit[decided], (direction[decided] > 0).astype(np.int64)
+    weight = np.broadcast_to(judgment_weight[:, None], direction.shape)[decided]
+    p = consensus.majority_vote_binary(item, label, n_tasks * n_pairs, weights=weight).reshape(n_tasks, n_pairs)
+    votes = np.bincount(item, minlength=n_tasks * n_pairs).reshape(n_tasks, n_pairs)
+    margin_pairs = np.abs(2.0 * p - 1.0)
+    n_raters = np.bincount(task_row, minlength=n_tasks)
+    last = np.zeros(n_tasks, dtype=np.int64)
+    np.maximum.at(last, task_row, j.judgment_id)
+    if k == 2:
+        first_better = p[:, 0] > 0.5
+        ranks = np.where(first_better[:, None], [1, 2], [2, 1])
+        ranks[p[:, 0] == 0.5] = [1, 1]
+        method = "weighted_vote"
+    else:
+        ranks = _bradley_terry_ranks(k, direction, judgment_weight, task_row, n_tasks)
+        method = "bradley_terry"
+    return TaskConsensusRows(
+        task_ids, ranks.astype(np.int64), p, margin_pairs, votes, margin_pairs.min(axis=1), n_raters, last, method,
+    )
+
+
+def _bradley_terry_ranks(
+    k: int, direction: np.ndarray, weight: np.ndarray, task_row: np.ndarray, n_tasks: int,
+) -> np.ndarray:
+    """K > 2: order each task's responses by weighted Bradley-Terry strength (ties count half a win each way)."""
+    from scipy.stats import rankdata
+
+    i, jj = np.triu_indices(k, 1)
+    order = np.argsort(task_row, kind="stable")
+    bounds = np.searchsorted(task_row[order], np.arange(n_tasks + 1))
+    out = np.empty((n_tasks, k), dtype=np.int64)
+    for t in range(n_tasks):
+        rows = order[bounds[t] : bounds[t + 1]]
+        d, w = direction[rows], np.repeat(weight[rows], i.size)
+        d = d.ravel()
+        left, right = np.tile(i, rows.size), np.tile(jj, rows.size)
+        winners = np.concatenate([left[d > 0], right[d < 0], left[d == 0], right[d == 0]])
+        losers = np.concatenate([right[d > 0], left[d < 0], right[d == 0], left[d == 0]])
+        ws = np.concatenate([w[d > 0], w[d < 0], 0.5 * w[d == 0], 0.5 * w[d == 0]])
+        theta = consensus.weighted_bradley_terry(k, winners, losers, ws)
+        out[t] = rankdata(-np.round(theta, 9), method="min")
+    return out
+
+
+@dataclass
+class CampaignQuality:
+    """Everything the campaign job writes."""
+
+    tasks: TaskConsensusRows
+    expert_id: np.ndarray  # raters, sorted
+    n_judgments: np.ndarray
+    n_compared: np.ndarray
+    agreement: np.ndarray
+    reliability: np.ndarray
+    sensitivity: np.ndarray
+    specificity: np.ndarray
+    stake: np.ndarray
+    vote_weight: np.ndarray
+    median_seconds: np.ndarray
+    gold: signals.GoldAccuracy
+    position: signals.PositionBias
+    speed: signals.Speed
+    outside: signals.OutsideExpertise
+    collusion: signals.Collusion
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+def _aligned(raters: np.ndarray, sub_raters: np.ndarray, values: np.ndarray, fill: float | int) -> np.ndarray:
+    """Spread a per-rater result over ``raters`` (sorted); raters missing from ``sub_raters`` get ``fill``."""
+    out = np.full(raters.size, fill, dtype=np.asarray(values).dtype if np.asarray(values).size else float)
+    if sub_raters.size:
+        out[np.searchsorted(raters, sub_raters)] = values
+    return out
+
+
+def _grouped_median(group: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
+    order = np.lexsort((values, group))
+    v, counts = values[order], np.bincount(group, minlength=n_groups)
+    starts = np.cumsum(counts) - counts
+    if v.size == 0:
+        return np.full(n_groups, np.nan)
+    lo = np.minimum(starts + (counts - 1) // 2, v.size - 1)
+    hi = np.minimum(starts + counts // 2, v.size - 1)
+    return np.where(counts > 0, (v[lo] + v[hi]) / 2.0, np.nan)
+
+
+def _num(x: float) -> float | None:
+    return None if x is None or not np.isfinite(x) else round(float(x), 4)
+
+
+def _interval(point: float, low: float, high: float) -> dict[str, float | None]:
+    return {"value": _num(point), "low": _num(low), "high": _num(high)}
+
+
+def campaign_quality(
+    j: Judgments,
+    *,
+    gold_ranks: dict[int, list[int]],
+    stakes: np.ndarray,
+    tokens: dict[int, int],
+    gold_bar: float,
+    weight_cap: float = DEFAULT_WEIGHT_CAP,
+    seed: int = 0,
+) -> CampaignQuality:
+    """The campaign job's maths. ``stakes`` is aligned with ``np.unique(j.expert_id)``."""
+    k = j.k
+    n_pairs = k * (k - 1) // 2
+    raters, rater_row = np.unique(j.expert_id, return_inverse=True)
+    tasks, task_row = np.unique(j.task_id, return_inverse=True)
+    direction, gap = pair_directions(j)
+    unit = task_row[:, None] * n_pairs + np.arange(n_pairs)[None, :]
+    decided = direction != 0
+    label = (direction > 0).astype(np.int64)
+    unit_worker = np.broadcast_to(rater_row[:, None], direction.shape)
+
+    # Dawid-Skene over every decided pair direction, gold pairs clamped to gold.
+    gold_rows = [t for t in np.flatnonzero(np.isin(tasks, list(gold_ranks))).tolist()
+                 if isinstance(gold_ranks[int(tasks[t])], list) and len(gold_ranks[int(tasks[t])]) == k]
+    gold_units, gold_labels = np.empty(0, dtype=np.int64), np.empty(0)
+    if gold_rows:
+        g = consensus.ranking_to_pairs(np.array([gold_ranks[int(tasks[t])] for t in gold_rows]))
+        g_dir = np.asarray(g.direction).reshape(len(gold_rows), n_pairs)
+        g_unit = np.asarray(gold_rows)[:, None] * n_pairs + np.arange(n_pairs)[None, :]
+        gold_units, gold_labels = g_unit[g_dir != 0], (g_dir[g_dir != 0] > 0).astype(np.float64)
+    stake_w = stake_factor(stakes)
+    ds = consensus.dawid_skene_binary(
+        unit[decided], unit_worker[decided], label[decided], tasks.size * n_pairs, raters.size,
+        gold_item_idx=gold_units, gold_label=gold_labels,
+        worker_weight=stake_w, worker_weight_cap=weight_cap,
+    )
+    weights = vote_weights(ds.worker_accuracy, stakes, weight_cap)
+
+    # Consensus of non-gold tasks.
+    real = ~j.is_gold
+    real_tasks, real_row = np.unique(j.task_id[real], return_inverse=True)
+    rows = task_consensus(j.take(real), direction[real], weights[rater_row[real]], real_tasks, real_row)
+
+    # Agreement over non-gold units (numbered like the consensus rows).
+    r_unit = real_row[:, None] * n_pairs + np.arange(n_pairs)[None, :]
+    r_dir, r_gap = direction[real], gap[real]
+    r_rater = np.broadcast_to(rater_row[real][:, None], r_dir.shape)
+    dec = r_dir != 0
+    d_unit, d_label, d_rater = r_unit[dec], (r_dir[dec] > 0).astype(np.int64), r_rater[dec]
+    n_units = int(np.unique(d_unit).size)
+    n_boot = BOOTSTRAP_DRAWS_SMALL if n_units <= BOOTSTRAP_LARGE_UNITS else BOOTSTRAP_DRAWS_LARGE
+    nominal = agreement.alpha_bootstrap_ci_from_ratings(d_unit, d_label, "nominal", n_boot=n_boot, seed=seed)
+    ordinal = agreement.alpha_bootstrap_ci_from_ratings(
+        r_unit.ravel(), (r_dir * r_gap).ravel(), "ordinal", n_boot=n_boot, seed=seed,
+    )
+    raw = agreement.raw_agreement_from_ratings(d_unit, d_label)
+    loo = agreement.leave_one_out_agreement(d_rater, d_unit, d_label)
+    kappa = agreement.pairwise_kappa(d_rater, d_unit, d_label, min_shared=KAPPA_MIN_SHARED)
+    kendall = _kendalls_w(j.take(real), real_row, seed) if k > 2 else None
+
+    # Signals.
+    seconds = j.time_ms / 1000.0
+    every = np.arange(j.size)
+    rank_a = j.ranks[every, np.clip(j.slot_a, 0, k - 1)]
+    rank_b = j.ranks[every, np.clip(j.slot_b, 0, k - 1)]
+    prefers = rank_a != rank_b
+    position = signals.position_bias(j.expert_id[prefers], (rank_a < rank_b)[prefers], z_threshold=POSITION_Z)
+    tokens_per_task = np.array([tokens.get(int(t), 0) for t in tasks.tolist()], dtype=np.float64)
+    speed = signals.speed(j.expert_id, seconds, tokens_per_task[task_row], z_threshold=SPEED_Z, min_n=SPEED_MIN_N)
+    outside = signals.outside_expertise(j.expert_id, j.outside, max_share=OUTSIDE_MAX_SHARE, min_n=OUTSIDE_MIN_N)
+    on_gold = j.is_gold & (j.gold_correct >= 0)
+    gold = signals.gold_accuracy(j.expert_id[on_gold], j.gold_correct[on_gold] == 1, bar=gold_bar, min_n=GOLD_MIN_N)
+    consensus_p = rows.p.ravel()
+    says = consensus_p[d_unit]
+    settled = says != 0.5
+    is_error = (d_label == 1) != (says > 0.5)
+    found = signals.collusion(
+        d_rater[settled], d_unit[settled], is_error[settled], min_shared=COLLUSION_MIN_SHARED,
+        z_threshold=COLLUSION_Z, max_p_value=COLLUSION_MAX_P,
+    )
+    collusion = found._replace(rater_a=raters[found.rater_a], rater_b=raters[found.rater_b])
+
+    n_judgments = np.bincount(rater_row, minlength=raters.size)
+    median_seconds = _grouped_median(rater_row, seconds.astype(np.float64), raters.size)
+    plain = consensus.majority_vote_binary(d_unit, d_label, real_tasks.size * n_pairs)
+    both = (plain != 0.5) & (consensus_p != 0.5)
+    finite_kappa = kappa.kappa[np.isfinite(kappa.kappa)]
+    figures: dict[str, Any] = {
+        "n_judgments": int(j.size), "n_tasks": int(real_tasks.size), "n_raters": int(raters.size),
+        "n_units": n_units, "n_boot": n_boot, "k": k,
+        "alpha_nominal": _interval(*nominal), "alpha_ordinal": _interval(*ordinal), "raw_agreement": _num(raw),
+        "kappa": {
+            "n_pairs": int(finite_kappa.size), "min_shared": KAPPA_MIN_SHARED,
+            "median": _num(np.median(finite_kappa)) if finite_kappa.size else None,
+            "p25": _num(np.quantile(finite_kappa, 0.25)) if finite_kappa.size else None,
+            "p75": _num(np.quantile(finite_kappa, 0.75)) if finite_kappa.size else None,
+            "share_below_zero": _num((finite_kappa < 0).mean()) if finite_kappa.size else None,
+        },
+        "kendall_w": kendall,
+        "dawid_skene": {"iterations": int(ds.n_iter), "converged": bool(ds.converged), "prior": _num(ds.prior),
+                        "gold_pairs": int(gold_units.size)},
+        "consensus_vs_majority": _num(((consensus_p > 0.5) == (plain > 0.5))[both].mean()) if both.any() else None,
+        "weight_median": _num(np.median(weights[weights > 0])) if (weights > 0).any() else None,
+    }
+    return CampaignQuality(
+        tasks=rows, expert_id=raters, n_judgments=n_judgments,
+        n_compared=_aligned(raters, raters[loo.rater], loo.n_compared, 0),
+        agreement=_aligned(raters, raters[loo.rater], loo.agreement, np.nan),
+        reliability=ds.worker_accuracy, sensitivity=ds.sensitivity, specificity=ds.specificity,
+        stake=np.asarray(stakes, dtype=np.int64), vote_weight=weights, median_seconds=median_seconds,
+        gold=gold, position=position, speed=speed, outside=outside, collusion=collusion, figures=figures,
+    )
+
+
+def _kendalls_w(j: Judgments, task_row: np.ndarray, seed: int) -> dict[str, Any] | None:
+    """Kendall's W per task with two or more rankings (a sample of at most KENDALL_MAX_TASKS), summarised."""
+    counts = np.bincount(task_row)
+    eligible = np.flatnonzero(counts >= 2)
+    if eligible.size == 0:
+        return None
+    if eligible.size > KENDALL_MAX_TASKS:
+        eligible = np.sort(np.random.default_rng(seed).choice(eligible, KENDALL_MAX_TASKS, replace=False))
+    order = np.argsort(task_row, kind="stable")
+    bounds = np.searchsorted(task_row[order], np.arange(counts.size + 1))
+    values = np.array([agreement.kendalls_w(j.ranks[order[bounds[t] : bounds[t + 1]]]) for t in eligible.tolist()])
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None
+    return {"mean": _num(values.mean()), "median": _num(np.median(values)), "n_tasks": int(values.size),
+            "sampled": bool(counts.size > KENDALL_MAX_TASKS)}
+
+
+def single_task_consensus(j: Judgments, rater_weight: dict[int, float], fallback_weight: float) -> TaskConsensusRows:
+    """One task's consensus between campaign runs, with the stored vote weights (``fallback_weight`` for new raters)."""
+    direction, _ = pair_directions(j)
+    weights = np.array([rater_weight.get(int(e), fallback_weight) for e in j.expert_id.tolist()], dtype=np.float64)
+    tasks, task_row = np.unique(j.task_id, return_inverse=True)
+    return task_consensus(j, direction, weights, tasks, task_row)

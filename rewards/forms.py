@@ -1,0 +1,23 @@
+"""Forms of the wallet page: amounts are typed in tokens and become base units here."""
+from __future__ import annotations
+
+from django import forms
+
+from rewards.amounts import parse_amount, token_symbol
+
+
+class AmountForm(forms.Form):
+    amount = forms.CharField(max_length=40, help_text="In tokens, e.g. 12.5")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["amount"].widget.attrs.update({"inputmode": "decimal", "placeholder": f"0.00 {token_symbol()}"})
+
+    def clean_amount(self) -> int:
+        try:
+            amount = parse_amount(self.cleaned_data["amount"])
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        if amount <= 0:
+            raise forms.ValidationError("the amount must be positive")
+        return amount

@@ -1,0 +1,301 @@
+"""The token economy: a double-entry ledger, stakes, epochs and Merkle claims.
+
+Every token movement is a ``LedgerTransaction`` whose ``LedgerEntry`` rows sum
+to zero, written only by ``rewards.ledger.ledger_post_batch``. Ledger rows are
+append-only (a database trigger refuses updates, and deletes on PostgreSQL);
+mistakes are corrected by reversing transactions. ``Account.balance`` is a
+cache of the sum of the account's entries, kept in the same database
+transaction and checked by ``manage.py ledger_reconcile``.
+"""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+from annotations.models import Campaign, Expert, Lab
+
+
+class Account(models.Model):
+    class Kind(models.TextChoices):
+        LAB = "lab", "Lab"
+        ESCROW = "escrow", "Campaign escrow"
+        AVAILABLE = "available", "Expert available"
+        BONDED = "bonded", "Expert bonded stake"
+        UNBONDING = "unbonding", "Expert unbonding stake"
+        TREASURY = "treasury", "DAO treasury"
+        EXTERNAL = "external", "External (deposits and withdrawals)"
+
+    EXPERT_KINDS = (Kind.AVAILABLE, Kind.BONDED, Kind.UNBONDING)
+    SINGLETON_KINDS = (Kind.TREASURY, Kind.EXTERNAL)
+
+    kind = models.CharField(max_length=16, choices=Kind.choices, help_text="What the account holds and for whom.")
+    lab = models.ForeignKey(Lab, null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_accounts")
+    campaign = models.ForeignKey(
+        Campaign, null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_accounts",
+    )
+    expert = models.ForeignKey(Expert, null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_accounts")
+    balance = models.BigIntegerField(
+        default=0,
+        help_text="Cached sum of this account's entries, base units. Only the external account may go negative "
+        "(it mirrors tokens that entered the platform).",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind="external") | Q(balance__gte=0), name="account_balance_nonnegative_except_external",
+            ),
+            models.CheckConstraint(
+                condition=(
+                    Q(kind="lab", lab__isnull=False, campaign__isnull=True, expert__isnull=True)
+                    | Q(kind="escrow", lab__isnull=True, campaign__isnull=False, expert__isnull=True)
+                    | Q(kind__in=["available", "bonded", "unbonding"], lab__isnull=True, campaign__isnull=True,
+                        expert__isnull=False)
+                    | Q(kind__in=["treasury", "external"], lab__isnull=True, campaign__isnull=True,
+                        expert__isnull=True)
+                ),
+                name="account_owner_matches_kind",
+            ),
+            models.UniqueConstraint(fields=["kind", "lab"], condition=Q(lab__isnull=False), name="account_one_per_lab"),
+            models.UniqueConstraint(
+                fields=["kind", "campaign"], condition=Q(campaign__isnull=False), name="account_one_per_campaign",
+            ),
+            models.UniqueConstraint(
+                fields=["kind", "expert"], condition=Q(expert__isnull=False), name="account_one_per_expert_kind",
+            ),
+            models.UniqueConstraint(
+                fields=["kind"], condition=Q(kind__in=["treasury", "external"]), name="account_singletons",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        owner = self.lab_id or self.campaign_id or self.expert_id
+        return f"{self.kind}:{owner}" if owner else self.kind
+
+
+class LedgerTransaction(models.Model):
+    class Kind(models.TextChoices):
+        TOPUP = "topup", "Lab top-up"
+        FUND = "fund", "Campaign funding"
+        REFUND = "refund", "Escrow refund"
+        BOND = "bond", "Stake bonded"
+        UNBOND = "unbond", "Unbonding started"
+        RELEASE = "release", "Unbonded stake released"
+        SLASH = "slash", "Stake slashed"
+        REWARD = "reward", "Epoch reward"
+        DUST = "dust", "Epoch rounding dust"
+        CLAIM = "claim", "Paid out through an on-chain claim"
+        REVERSAL = "reversal", "Reversal"
+
+    idempotency_key = models.CharField(
+        max_length=200, unique=True,
+        help_text="Posting the same key again returns this transaction instead of moving money twice.",
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices, db_index=True)
+    memo = models.CharField(max_length=500, blank=True, help_text="Why the money moved, as people will read it.")
+    campaign = models.ForeignKey(
+        Campaign, null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_transactions",
+    )
+    epoch = models.ForeignKey(
+        "Epoch", null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_transactions",
+    )
+    reverses = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversal",
+        help_text="The transaction this one undoes; a transaction is reversed at most once.",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+    )
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["epoch", "kind"], name="ledgertx_epoch_kind_idx")]
+
+    def __str__(self) -> str:
+        return self.idempotency_key
+
+
+class LedgerEntry(models.Model):
+    transaction = models.ForeignKey(LedgerTransaction, on_delete=models.PROTECT, related_name="entries")
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="entries")
+    amount = models.BigIntegerField(help_text="Signed base units: positive credits the account, negative debits it.")
+    created_at = models.DateTimeField(help_text="Copied from the transaction, so an account's history needs no join.")
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [models.CheckConstraint(condition=~Q(amount=0), name="ledgerentry_amount_nonzero")]
+        indexes = [models.Index(fields=["account", "created_at"], name="ledgerentry_account_time_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.amount:+d}"
+
+
+class Unbonding(models.Model):
+    """Stake on its way out: slashable until it is released after the cooldown."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Cooling down"
+        RELEASED = "released", "Released"
+
+    expert = models.ForeignKey(Expert, on_delete=models.PROTECT, related_name="unbondings")
+    amount = models.BigIntegerField(help_text="Base units the expert asked to unbond.")
+    remaining = models.BigIntegerField(help_text="What is left after slashes; released to the available balance.")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    requested_at = models.DateTimeField()
+    releases_at = models.DateTimeField(db_index=True)
+    released_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+        constraints = [
+            # One cooldown at a time: "already unbonding" is a database fact, not a race.
+            models.UniqueConstraint(fields=["expert"], condition=Q(state="pending"), name="unbonding_one_pending"),
+            models.CheckConstraint(
+                condition=Q(remaining__gte=0) & Q(remaining__lte=F("amount")), name="unbonding_remaining_range",
+            ),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="unbonding_amount_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"unbonding {self.pk} ({self.state})"
+
+
+class Slash(models.Model):
+    """A cut of an expert's bonded and unbonding stake, sent to the treasury."""
+
+    key = models.CharField(max_length=200, unique=True, help_text="Why-and-when key; slashing twice for it is a no-op.")
+    expert = models.ForeignKey(Expert, on_delete=models.PROTECT, related_name="slashes")
+    campaign = models.ForeignKey(Campaign, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    epoch = models.ForeignKey("Epoch", null=True, blank=True, on_delete=models.PROTECT, related_name="slashes")
+    fraction = models.DecimalField(max_digits=7, decimal_places=6, help_text="Share of the stake taken, 0..1.")
+    bonded_amount = models.BigIntegerField(default=0, help_text="Base units taken from the bonded stake.")
+    unbonding_amount = models.BigIntegerField(default=0, help_text="Base units taken from stake cooling down.")
+    unbonding = models.ForeignKey(Unbonding, null=True, blank=True, on_delete=models.PROTECT, related_name="slashes")
+    reason = models.CharField(max_length=500)
+    transaction = models.OneToOneField(
+        LedgerTransaction, null=True, blank=True, on_delete=models.PROTECT, related_name="slash",
+    )
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "slashes"
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class Epoch(models.Model):
+    """A settlement period of one campaign."""
+
+    class State(models.TextChoices):
+        OPEN = "open", "Open"
+        SETTLING = "settling", "Settling"
+        SETTLED = "settled", "Settled"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="epochs")
+    index = models.PositiveIntegerField(help_text="0, 1, 2, ... per campaign.")
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField(help_text="Judgments submitted in [starts_at, ends_at) count for this epoch.")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.OPEN, db_index=True)
+    budget = models.BigIntegerField(
+        default=0, help_text="What the epoch pays: reward per judgment x accepted judgments, capped by escrow.",
+    )
+    paid_total = models.BigIntegerField(default=0, help_text="Sum of expert rewards.")
+    dust = models.BigIntegerField(default=0, help_text="Rounding remainder sent to the treasury.")
+    retained = models.BigIntegerField(
+        default=0, help_text="Budget left in escrow because no expert cleared the quality bar.",
+    )
+    judgment_count = models.PositiveIntegerField(default=0)
+    experts_paid = models.PositiveIntegerField(default=0)
+    merkle_root = models.CharField(max_length=66, blank=True, help_text="Root of the published claim distribution.")
+    claims_total = models.BigIntegerField(default=0, help_text="Sum of the on-chain claims in the distribution.")
+    planned_at = models.DateTimeField(null=True, blank=True)
+    settled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["campaign_id", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "index"], name="epoch_index_unique_per_campaign"),
+            models.CheckConstraint(condition=Q(ends_at__gt=F("starts_at")), name="epoch_ends_after_start"),
+            models.CheckConstraint(
+                condition=Q(budget=F("paid_total") + F("dust") + F("retained")), name="epoch_budget_accounted",
+            ),
+            models.CheckConstraint(
+                condition=Q(paid_total__gte=0, dust__gte=0, retained__gte=0), name="epoch_amounts_nonnegative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id}#{self.index} ({self.state})"
+
+
+class EpochReward(models.Model):
+    """One expert's result for an epoch: the figures behind the reward, fixed when settlement plans it."""
+
+    epoch = models.ForeignKey(Epoch, on_delete=models.PROTECT, related_name="rewards")
+    expert = models.ForeignKey(Expert, on_delete=models.PROTECT, related_name="epoch_rewards")
+    judgments = models.PositiveIntegerField(help_text="n: accepted (not voided) judgments in the epoch.")
+    matches = models.PositiveIntegerField(default=0)
+    compared = models.PositiveIntegerField(default=0, help_text="Pair directions compared with the consensus.")
+    gold_n = models.PositiveIntegerField(default=0)
+    gold_correct = models.PositiveIntegerField(default=0)
+    agreement = models.FloatField(help_text="Chance-corrected agreement a_i.")
+    quality = models.FloatField(help_text="Shrunk quality q_i.")
+    stake = models.FloatField(help_text="Time-weighted bonded stake s_i over the epoch, base units.")
+    weight = models.FloatField()
+    amount = models.BigIntegerField(help_text="Reward, base units.")
+    wallet_address = models.CharField(
+        max_length=42, blank=True, help_text="Paid through the Merkle claim to this address; blank: paid in-platform.",
+    )
+    slashed = models.BooleanField(default=False, help_text="Gold accuracy below the campaign bar: stake slashed.")
+
+    class Meta:
+        ordering = ["epoch_id", "expert_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["epoch", "expert"], name="epochreward_one_per_expert"),
+            models.CheckConstraint(condition=Q(amount__gte=0), name="epochreward_amount_nonnegative"),
+        ]
+        indexes = [models.Index(fields=["expert", "epoch"], name="epochreward_expert_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.epoch_id}:{self.expert_id} {self.amount}"
+
+
+class EpochClaim(models.Model):
+    """A Merkle claim: what the claim contract pays ``address`` for an epoch, with its proof."""
+
+    epoch = models.ForeignKey(Epoch, on_delete=models.PROTECT, related_name="claims")
+    address = models.CharField(max_length=42, help_text="EIP-55 checksummed.")
+    index = models.PositiveIntegerField()
+    amount = models.BigIntegerField()
+    proof = models.BinaryField(help_text="Concatenated 32-byte sibling hashes, leaf to root.")
+
+    class Meta:
+        ordering = ["epoch_id", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["epoch", "address"], name="epochclaim_address_unique"),
+            models.UniqueConstraint(fields=["epoch", "index"], name="epochclaim_index_unique"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="epochclaim_amount_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.epoch_id}:{self.address}"
+
+    @property
+    def proof_hex(self) -> list[str]:
+        raw = bytes(self.proof)
+        return ["0x" + raw[i : i + 32].hex() for i in range(0, len(raw), 32)]
+
+
+class LabBalance(Lab):
+    """Labs as the treasury desk sees them: for top-ups in admin."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "lab balance"
+

@@ -1,0 +1,359 @@
+"""Epochs and their settlement: escrow -> experts, dust -> treasury, slashes, Merkle claims.
+
+Settlement is idempotent and crash-safe by construction:
+
+1. *Plan* (one database transaction): the epoch goes open -> settling and
+   every expert's figures and reward are stored (``EpochReward``), with the
+   Merkle distribution of the on-chain claims. The plan is computed once; a
+   re-run reads it back, so a retry pays what the first run decided even if
+   judgments are voided meanwhile.
+2. *Pay* (one database transaction per chunk): each reward is a ledger
+   transaction keyed ``epoch:<id>:reward:<expert id>``; an expert paid
+   through a Merkle claim gets a second one, ``epoch:<id>:claim:<expert
+   id>``, moving the reward on to the claim contract (external), in the
+   same chunk, so the tokens are never both claimable on-chain and
+   spendable here. A crash loses at most the chunk in flight; a re-run, or
+   a concurrent run, finds the keys already posted and moves nothing.
+3. *Finish*: the ledger is checked against the plan and the epoch becomes
+   settled; the last epoch of a closed campaign returns the unspent escrow.
+
+The maths is ``rewards.weighting`` (pure); the quality figures come from
+``rewards.quality_inputs.epoch_quality_inputs``.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Q, Sum
+from django.utils import timezone
+
+from annotations.models import Campaign, Expert, Judgment
+from annotations.services import ServiceError
+from rewards import ledger, selectors, services
+from rewards.bulk import insert_rows
+from rewards.merkle import build_distribution
+from rewards.models import Account, Epoch, EpochClaim, EpochReward, LedgerEntry, LedgerTransaction, Slash
+from rewards.quality_inputs import epoch_quality_inputs
+from rewards.weighting import settle_epoch_math, time_weighted_stake, wilson_lower_bound
+
+Kind = LedgerTransaction.Kind
+
+# DESIGN.md: slash on gold accuracy only with at least this many gold answers.
+SLASH_MIN_GOLD = 20
+
+
+class EpochNotReady(Exception):
+    """An earlier epoch of the campaign is not settled yet (transient: retry later)."""
+
+
+class SettlementIncomplete(ledger.LedgerError):
+    """The ledger does not match the plan after paying; the epoch stays settling."""
+
+
+def reward_key(epoch_id: int, expert_id: int) -> str:
+    return f"epoch:{epoch_id}:reward:{expert_id}"
+
+
+def claim_key(epoch_id: int, expert_id: int) -> str:
+    return f"epoch:{epoch_id}:claim:{expert_id}"
+
+
+def epoch_settle(*, epoch_id: int, now: datetime | None = None, chunk_size: int | None = None) -> Epoch:
+    """Settle an epoch that has ended; safe to run twice, concurrently, or after a crash."""
+    now = now or timezone.now()
+    epoch = _plan(epoch_id, now)
+    if epoch.state == Epoch.State.SETTLED:
+        return epoch
+    _pay(epoch, chunk_size or settings.DATADAO_SETTLEMENT_CHUNK)
+    return _finish(epoch_id, now)
+
+
+# --------------------------------------------------------------------------
+# 1. Plan
+# --------------------------------------------------------------------------
+
+
+def _plan(epoch_id: int, now: datetime) -> Epoch:
+    with transaction.atomic():
+        epoch = Epoch.objects.select_for_update().get(pk=epoch_id)
+        if epoch.state != Epoch.State.OPEN:
+            return epoch
+        if epoch.ends_at > now:
+            raise ServiceError(f"epoch {epoch.index} runs until {epoch.ends_at:%Y-%m-%d %H:%M}.", status=409)
+        if Epoch.objects.filter(campaign_id=epoch.campaign_id, index__lt=epoch.index).exclude(
+            state=Epoch.State.SETTLED
+        ).exists():
+            raise EpochNotReady(f"an epoch before {epoch.index} of campaign {epoch.campaign_id} is not settled.")
+        campaign = Campaign.objects.get(pk=epoch.campaign_id)
+        escrow = ledger.escrow_account(campaign)
+        escrow_balance = ledger.lock_accounts([escrow.pk])[escrow.pk].balance
+
+        inputs = epoch_quality_inputs(epoch)
+        expert_ids = [i.expert_id for i in inputs]
+        n = np.array([i.n for i in inputs], dtype=np.int64)
+        wanted = campaign.reward_per_judgment * int(n.sum())
+        budget = min(wanted, escrow_balance)
+        events = selectors.bonded_stake_events(expert_ids, epoch.starts_at, epoch.ends_at)
+        stake = np.array(
+            [time_weighted_stake(events[e], epoch.starts_at, epoch.ends_at) for e in expert_ids], dtype=np.float64,
+        )
+        gold_correct = np.array([i.gold_correct for i in inputs], dtype=np.int64)
+        gold_n = np.array([i.gold_n for i in inputs], dtype=np.int64)
+        maths = settle_epoch_math(
+            budget=budget,
+            n=n,
+            matches=[i.matches for i in inputs],
+            n_compared=[i.n_compared for i in inputs],
+            f_rater=[i.f_rater for i in inputs],
+            f_consensus=[i.f_consensus for i in inputs],
+            gold_correct=gold_correct,
+            gold_n=gold_n,
+            stake=stake,
+            s_half=float(campaign.min_stake),
+            q_min=campaign.q_min,
+            beta=campaign.stake_beta,
+        ) if inputs else None
+        payouts = maths.payouts if maths else []
+        paid_total = sum(payouts)
+        # Nobody cleared the quality bar: the budget stays in escrow for the lab.
+        dust, retained = (maths.dust, 0) if paid_total else (0, budget)
+        slashed = (
+            (gold_n >= SLASH_MIN_GOLD) & (wilson_lower_bound(gold_correct, gold_n) < campaign.gold_bar)
+            if inputs else np.zeros(0, dtype=bool)
+        )
+        wallets = selectors.expert_wallets(expert_ids)
+
+        insert_rows(
+            EpochReward,
+            ["epoch_id", "expert_id", "judgments", "matches", "compared", "gold_n", "gold_correct", "agreement",
+             "quality", "stake", "weight", "amount", "wallet_address", "slashed"],
+            [
+                (epoch.pk, q.expert_id, q.n, q.matches, q.n_compared, q.gold_n, q.gold_correct,
+                 float(maths.agreement[k]), float(maths.quality[k]), float(stake[k]), float(maths.weight[k]),
+                 payouts[k], wallets.get(q.expert_id, "") if payouts[k] else "", bool(slashed[k]))
+                for k, q in enumerate(inputs)
+            ],
+        )
+        claims_total = _publish_claims(epoch, payouts, expert_ids, wallets)
+
+        epoch.budget = budget
+        epoch.paid_total = paid_total
+        epoch.dust = dust
+        epoch.retained = retained
+        epoch.judgment_count = int(n.sum())
+        epoch.experts_paid = sum(1 for p in payouts if p > 0)
+        epoch.claims_total = claims_total
+        epoch.state = Epoch.State.SETTLING
+        epoch.planned_at = now
+        epoch.save()
+        return epoch
+
+
+def _publish_claims(epoch: Epoch, payouts: list[int], expert_ids: list[int], wallets: dict[int, str]) -> int:
+    """Store the Merkle root and every address's claim (two experts sharing an address share a claim)."""
+    by_address: dict[str, int] = {}
+    for expert_id, amount in zip(expert_ids, payouts):
+        address = wallets.get(expert_id)
+        if amount > 0 and address:
+            by_address[address] = by_address.get(address, 0) + amount
+    if not by_address:
+        return 0
+    distribution = build_distribution(by_address)
+    insert_rows(
+        EpochClaim,
+        ["epoch_id", "address", "index", "amount", "proof"],
+        [
+            (epoch.pk, address, claim["index"], claim["amount"],
+             b"".join(bytes.fromhex(node[2:]) for node in claim["proof"]))
+            for address, claim in distribution.claims.items()
+        ],
+    )
+    epoch.merkle_root = distribution.root
+    return distribution.token_total
+
+
+# --------------------------------------------------------------------------
+# 2. Pay
+# --------------------------------------------------------------------------
+
+
+def _pay(epoch: Epoch, chunk_size: int) -> None:
+    campaign = Campaign.objects.get(pk=epoch.campaign_id)
+    rewards = list(
+        EpochReward.objects.filter(epoch=epoch, amount__gt=0).order_by("expert_id")
+        .values_list("expert_id", "amount", "wallet_address")
+    )
+    posted = set(
+        LedgerTransaction.objects.filter(epoch=epoch, kind=Kind.REWARD).values_list("idempotency_key", flat=True)
+    )
+    todo = [r for r in rewards if reward_key(epoch.pk, r[0]) not in posted]
+    if todo:
+        escrow = ledger.escrow_account(campaign).pk
+        external = ledger.external_account().pk
+        available = ledger.expert_accounts_bulk([r[0] for r in todo], Account.Kind.AVAILABLE)
+        memo = f"Epoch {epoch.index} reward, {campaign.name}"[:500]
+        claim_memo = f"Epoch {epoch.index} reward sent to its on-chain claim"
+        for start in range(0, len(todo), chunk_size):
+            postings = []
+            for expert_id, amount, address in todo[start : start + chunk_size]:
+                postings.append(ledger.Posting(
+                    key=reward_key(epoch.pk, expert_id), kind=Kind.REWARD,
+                    entries=((escrow, -amount), (available[expert_id], amount)),
+                    memo=memo, campaign_id=campaign.pk, epoch_id=epoch.pk,
+                ))
+                if address:
+                    postings.append(ledger.Posting(
+                        key=claim_key(epoch.pk, expert_id), kind=Kind.CLAIM,
+                        entries=((available[expert_id], -amount), (external, amount)),
+                        memo=f"{claim_memo} ({address})", campaign_id=campaign.pk, epoch_id=epoch.pk,
+                    ))
+            _post_chunk(postings)
+
+    if epoch.dust:
+        ledger.ledger_post(
+            key=f"epoch:{epoch.pk}:dust", kind=Kind.DUST,
+            entries=[(ledger.escrow_account(campaign), -epoch.dust), (ledger.treasury_account(), epoch.dust)],
+            memo=f"Epoch {epoch.index} rounding dust", campaign=campaign, epoch=epoch,
+        )
+
+    # Slashes lock stake accounts and the treasury: their own transactions,
+    # never inside a reward chunk, so locks are always taken in one pk-ordered go.
+    slashed_ids = set(EpochReward.objects.filter(epoch=epoch, slashed=True).values_list("expert_id", flat=True))
+    slashed_ids -= set(Slash.objects.filter(epoch=epoch).values_list("expert_id", flat=True))
+    for expert in Expert.objects.filter(pk__in=slashed_ids).order_by("pk"):
+        services.stake_slash(
+            expert=expert, fraction=campaign.slash_fraction, key=f"epoch:{epoch.pk}:slash:{expert.pk}",
+            reason=f"gold accuracy below {campaign.gold_bar:.0%} in epoch {epoch.index} of {campaign.name}",
+            campaign=campaign, epoch=epoch,
+        )
+
+
+def _post_chunk(postings: list[ledger.Posting]) -> None:
+    """One chunk, one database transaction (its own commit)."""
+    ledger.ledger_post_batch(postings=postings)
+
+
+# --------------------------------------------------------------------------
+# 3. Finish
+# --------------------------------------------------------------------------
+
+
+def _finish(epoch_id: int, now: datetime) -> Epoch:
+    with transaction.atomic():
+        epoch = Epoch.objects.select_for_update().get(pk=epoch_id)
+        if epoch.state == Epoch.State.SETTLED:
+            return epoch
+        paid = LedgerEntry.objects.filter(
+            transaction__epoch=epoch, transaction__kind=Kind.REWARD, amount__gt=0,
+        ).aggregate(total=Sum("amount"), n=Count("id"))
+        if (paid["total"] or 0) != epoch.paid_total or paid["n"] != epoch.experts_paid:
+            raise SettlementIncomplete(
+                f"epoch {epoch.pk}: ledger pays {paid['total'] or 0} to {paid['n']} experts; "
+                f"the plan says {epoch.paid_total} to {epoch.experts_paid}."
+            )
+        if epoch.dust and not LedgerTransaction.objects.filter(idempotency_key=f"epoch:{epoch.pk}:dust").exists():
+            raise SettlementIncomplete(f"epoch {epoch.pk}: dust not posted.")
+        epoch.state = Epoch.State.SETTLED
+        epoch.settled_at = now
+        epoch.save(update_fields=["state", "settled_at"])
+        campaign = Campaign.objects.get(pk=epoch.campaign_id)
+        if campaign.status == Campaign.Status.CLOSED and not campaign.epochs.exclude(
+            state=Epoch.State.SETTLED
+        ).exists():
+            services.campaign_escrow_refund(campaign=campaign)
+        return epoch
+
+
+# --------------------------------------------------------------------------
+# Epoch lifecycle
+# --------------------------------------------------------------------------
+
+
+def _epoch_length() -> timedelta:
+    return timedelta(days=settings.DATADAO_EPOCH_DAYS)
+
+
+def campaign_epochs_roll(*, campaign: Campaign, now: datetime | None = None) -> list[int]:
+    """Open, end and cut epochs of one campaign; returns the ids of epochs waiting for settlement.
+
+    Epochs tile time from the campaign's opening: each ends after
+    ``DATADAO_EPOCH_DAYS``, early when its judgments would spend the whole
+    escrow (closed by budget), or at the campaign's close.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        if campaign.opened_at is None:
+            return []
+        last = campaign.epochs.order_by("-index").first()
+        if last is None:
+            last = Epoch.objects.create(
+                campaign=campaign, index=0, starts_at=campaign.opened_at,
+                ends_at=campaign.opened_at + _epoch_length(),
+            )
+        if campaign.status == Campaign.Status.CLOSED:
+            cutoff = campaign.closed_at or now
+            if last.state == Epoch.State.OPEN and last.ends_at > cutoff:
+                last.ends_at = max(cutoff, last.starts_at + timedelta(microseconds=1))
+                last.save(update_fields=["ends_at"])
+        else:
+            while last.ends_at <= now:
+                last = Epoch.objects.create(
+                    campaign=campaign, index=last.index + 1, starts_at=last.ends_at,
+                    ends_at=last.ends_at + _epoch_length(),
+                )
+            if _budget_spent(campaign, last, now):
+                last.ends_at = now
+                last.save(update_fields=["ends_at"])
+                Epoch.objects.create(
+                    campaign=campaign, index=last.index + 1, starts_at=now, ends_at=now + _epoch_length(),
+                )
+        return list(
+            campaign.epochs.filter(
+                Q(state=Epoch.State.OPEN, ends_at__lte=now) | Q(state=Epoch.State.SETTLING)
+            ).order_by("index").values_list("id", flat=True)
+        )
+
+
+def _budget_spent(campaign: Campaign, epoch: Epoch, now: datetime) -> bool:
+    if campaign.reward_per_judgment <= 0 or epoch.starts_at >= now:
+        return False
+    escrow = selectors.escrow_balance(campaign=campaign)
+    if escrow <= 0:
+        return False
+    accepted = Judgment.objects.filter(
+        campaign=campaign, voided=False, submitted_at__gte=epoch.starts_at, submitted_at__lt=now,
+    ).count()
+    return campaign.reward_per_judgment * accepted >= escrow
+
+
+def epochs_roll(*, now: datetime | None = None) -> list[int]:
+    """Roll every campaign that is running or still has epochs to settle; returns epoch ids to settle."""
+    now = now or timezone.now()
+    campaign_ids = set(
+        Campaign.objects.filter(status__in=[Campaign.Status.OPEN, Campaign.Status.PAUSED]).values_list("id", flat=True)
+    ) | set(Epoch.objects.exclude(state=Epoch.State.SETTLED).values_list("campaign_id", flat=True))
+    due: list[int] = []
+    for campaign in Campaign.objects.filter(pk__in=campaign_ids).order_by("pk"):
+        due.extend(campaign_epochs_roll(campaign=campaign, now=now))
+    return due
+
+
+def on_campaign_close(campaign: Campaign) -> None:
+    """Close hook: end the running epoch now, settle what is due, then return unspent escrow.
+
+    Runs inside the campaign's close transaction. With epochs left to
+    settle, the refund waits for the last of them (``_finish``), so the
+    experts' share of the escrow is never handed back to the lab.
+    """
+    due = campaign_epochs_roll(campaign=campaign, now=campaign.closed_at)
+    if not campaign.epochs.exclude(state=Epoch.State.SETTLED).exists():
+        services.campaign_escrow_refund(campaign=campaign)
+        return
+    from rewards.tasks import settle_epoch
+
+    for epoch_id in due:
+        transaction.on_commit(lambda epoch_id=epoch_id: settle_epoch.delay(epoch_id))

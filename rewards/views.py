@@ -1,0 +1,118 @@
+"""The expert wallet page: balances, staking, ledger history, earnings and claim proofs."""
+from __future__ import annotations
+
+import json
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from annotations import roles
+from annotations.models import Expert
+from annotations.services import ServiceError
+from rewards import selectors, services
+from rewards.amounts import format_amount
+from rewards.forms import AmountForm
+from rewards.models import Account, EpochClaim, EpochReward
+
+
+def _wallet_expert(request) -> Expert:
+    expert = Expert.objects.filter(user=request.user).first()
+    if expert is None or not roles.has_role(request.user, roles.EXPERT):
+        raise PermissionDenied("The wallet is for experts.")
+    return expert
+
+
+@login_required
+@require_GET
+def wallet(request):
+    expert = _wallet_expert(request)
+    entries = (
+        selectors.ledger_entries_for_user(request.user)
+        .filter(account__expert=expert)
+    )
+    page = Paginator(entries, 25).get_page(request.GET.get("page"))
+    earnings = list(selectors.expert_earnings(expert=expert)[:100])
+    claimed_epochs = set(
+        EpochClaim.objects.filter(
+            epoch_id__in=[r.epoch_id for r in earnings if r.wallet_address],
+            address__in={r.wallet_address for r in earnings if r.wallet_address},
+        ).values_list("epoch_id", flat=True)
+    )
+    return render(request, "rewards/wallet.html", {
+        "expert": expert,
+        "balances": selectors.expert_balances(expert=expert),
+        "page": page,
+        "earnings": earnings,
+        "claimed_epochs": claimed_epochs,
+        "stake_form": AmountForm(prefix="stake"),
+        "unstake_form": AmountForm(prefix="unstake"),
+        "min_stake": settings.DATADAO_MIN_STAKE,
+        "unbonding_days": settings.DATADAO_UNBONDING_DAYS,
+        "account_labels": dict(Account.Kind.choices),
+    })
+
+
+def _amount_post(request, prefix: str) -> int | None:
+    form = AmountForm(request.POST, prefix=prefix)
+    if form.is_valid():
+        return form.cleaned_data["amount"]
+    for error in form.errors.get("amount", []):
+        messages.error(request, f"Amount: {error}")
+    return None
+
+
+@login_required
+@require_POST
+def stake(request):
+    expert = _wallet_expert(request)
+    amount = _amount_post(request, "stake")
+    if amount is not None:
+        try:
+            services.stake_bond(expert=expert, amount=amount)
+        except ServiceError as exc:
+            messages.error(request, f"Could not stake: {exc.message}")
+        else:
+            messages.success(request, f"Staked {format_amount(amount)}.")
+    return redirect("rewards_pages:wallet")
+
+
+@login_required
+@require_POST
+def unstake(request):
+    expert = _wallet_expert(request)
+    amount = _amount_post(request, "unstake")
+    if amount is not None:
+        try:
+            unbonding = services.stake_unbond(expert=expert, amount=amount)
+        except ServiceError as exc:
+            messages.error(request, f"Could not unstake: {exc.message}")
+        else:
+            messages.success(
+                request,
+                f"Unbonding {format_amount(amount)}; it is released on {unbonding.releases_at:%Y-%m-%d %H:%M} UTC.",
+            )
+    return redirect("rewards_pages:wallet")
+
+
+@login_required
+@require_GET
+def claim_download(request, epoch_id: int):
+    """The expert's Merkle claim for an epoch as a JSON file, ready for the claim contract."""
+    expert = _wallet_expert(request)
+    reward = EpochReward.objects.filter(epoch_id=epoch_id, expert=expert).exclude(wallet_address="").first()
+    claim = selectors.claim_for(epoch_id=epoch_id, address=reward.wallet_address) if reward else None
+    if claim is None:
+        raise Http404("No claim for you in this epoch.")
+    body = {
+        "epoch": claim.epoch_id, "campaign": claim.epoch.campaign_id, "merkle_root": claim.epoch.merkle_root,
+        "address": claim.address, "index": claim.index, "amount": claim.amount, "proof": claim.proof_hex,
+    }
+    response = HttpResponse(json.dumps(body, indent=2), content_type="application/json")
+    response["Content-Disposition"] = f'attachment; filename="claim-epoch-{claim.epoch_id}-{claim.address}.json"'
+    return response

@@ -1,0 +1,222 @@
+"""Consensus and adaptive overlap: stored consensus on a crowd with a known truth, the hook, idempotency."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from rest_framework.test import APIClient
+
+from annotations.models import Assignment, QualityReport, RaterQuality, Task, TaskConsensus
+from annotations.quality import services
+from annotations.quality.selectors import rater_epoch_quality
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+RATIONALE = "B names the contraindication; A misses it."
+
+
+def crowd(campaign, *, n_tasks=300, overlap=5, seed=7):
+    """Honest raters 85% right, 20% of raters random spammers, one rater who always picks the response shown first.
+
+    Returns (tasks, truth per task: 0 = first upload better, 1 = second, experts by kind).
+    """
+    rng = np.random.default_rng(seed)
+    honest = [factories.ExpertFactory() for _ in range(19)]
+    spammers = [factories.ExpertFactory() for _ in range(5)]
+    lefty = factories.ExpertFactory()
+    experts = honest + spammers + [lefty]
+    tasks = factories.tasks_bulk(campaign, n_tasks)
+    truth = rng.integers(0, 2, n_tasks)
+    rows = []
+    for t, task in enumerate(tasks):
+        for e in rng.choice(len(experts), overlap, replace=False).tolist():
+            expert = experts[e]
+            order = [0, 1] if rng.random() < 0.5 else [1, 0]
+            if expert in spammers:
+                says = int(rng.integers(0, 2))
+            elif expert is lefty:
+                says = order[0]
+            else:
+                says = int(truth[t]) if rng.random() < 0.85 else 1 - int(truth[t])
+            strength = int(rng.integers(1, 4)) * (1 if says == 1 else -1)
+            rows.append({"task": task, "expert": expert, "ranks": [2, 1] if says else [1, 2], "strength": strength,
+                         "display_order": order, "rationale": f"{RATIONALE} ({t}, {e})"})
+    factories.judgments_bulk(rows)
+    return tasks, truth, {"honest": honest, "spammers": spammers, "lefty": lefty}, rows
+
+
+def test_stored_consensus_beats_plain_majority_and_discounts_spammers():
+    campaign = factories.open_campaign(overlap=5, max_overlap=5)
+    tasks, truth, kinds, rows = crowd(campaign, n_tasks=400)
+    services.campaign_quality_compute(campaign_id=campaign.pk)
+
+    stored = dict(TaskConsensus.objects.filter(campaign=campaign).values_list("task_id", "ranks"))
+    assert len(stored) == len(tasks)
+    says_second = {task.pk: [] for task in tasks}
+    for row in rows:
+        says_second[row["task"].pk].append(row["ranks"] == [2, 1])
+    consensus_right = np.array([(stored[task.pk] == [2, 1]) == bool(truth[t]) for t, task in enumerate(tasks)])
+    majority_right = np.array([(np.mean(says_second[task.pk]) > 0.5) == bool(truth[t])
+                               for t, task in enumerate(tasks)])
+    assert consensus_right.mean() > majority_right.mean()
+    assert consensus_right.mean() > 0.9
+    # Paired: tasks the weighting fixes far outnumber tasks it breaks.
+    fixed = int((consensus_right & ~majority_right).sum())
+    broken = int((~consensus_right & majority_right).sum())
+    assert fixed >= 2 * broken + 3
+
+    weight = dict(RaterQuality.objects.filter(campaign=campaign).values_list("expert_id", "vote_weight"))
+    honest = np.median([weight[e.pk] for e in kinds["honest"]])
+    assert max(weight[e.pk] for e in kinds["spammers"]) < honest / 2
+    assert weight[kinds["lefty"].pk] < honest / 2
+
+
+def test_margin_is_the_weighted_vote_share_difference():
+    campaign = factories.open_campaign(overlap=3, max_overlap=3)
+    task = factories.tasks_bulk(campaign, 1)[0]
+    a, b, c = (factories.ExpertFactory() for _ in range(3))
+    factories.judgments_bulk([
+        {"task": task, "expert": a, "ranks": [1, 2], "strength": -2},
+        {"task": task, "expert": b, "ranks": [1, 2], "strength": -1},
+        {"task": task, "expert": c, "ranks": [2, 1], "strength": 3},
+    ])
+    consensus = services.task_consensus_update(task_id=task.pk)
+    # Three raters nobody has estimated yet weigh the same: 2 of 3 votes -> |2 * 2/3 - 1| = 1/3.
+    assert consensus.ranks == [1, 2]
+    assert consensus.margin == pytest.approx(1 / 3, abs=1e-4)
+    assert consensus.pairs == [{"i": 0, "j": 1, "p": 0.667, "margin": 0.333, "votes": 3}]
+
+
+def _lease_and_judge(expert, campaign, *, first_better: bool, capture):
+    """Lease and judge through the API; the after-commit hook (consensus) runs as in production."""
+    client = APIClient()
+    client.force_authenticate(expert.user)
+    lease = client.post("/api/v1/assignments/next", {"campaign": campaign.pk}, format="json")
+    assert lease.status_code == 200, lease.content
+    order = Assignment.objects.get(pk=lease.json()["id"]).display_order
+    # Slot A shows upload position order[0].
+    a_is_first = order[0] == 0
+    ranking = ["A", "B"] if a_is_first == first_better else ["B", "A"]
+    strength = -2 if ranking[0] == "A" else 2
+    with capture(execute=True):
+        response = client.post(f"/api/v1/assignments/{lease.json()['id']}/judgment",
+                               {"ranking": ranking, "strength": strength, "rationale": RATIONALE}, format="json")
+    assert response.status_code == 201, response.content
+
+
+def test_disagreement_raises_the_overlap_then_sends_the_task_to_review(django_capture_on_commit_callbacks):
+    campaign = factories.open_campaign(overlap=3, max_overlap=4, consensus_min_margin=0.6)
+    task = factories.TaskFactory(campaign=campaign)
+    experts = [factories.ExpertFactory() for _ in range(4)]
+
+    for expert, first_better in zip(experts[:3], [True, True, False]):
+        _lease_and_judge(expert, campaign, first_better=first_better, capture=django_capture_on_commit_callbacks)
+    task.refresh_from_db()
+    # The hook computed a 2-1 split (margin 1/3 < 0.6): one more rater wanted.
+    assert task.consensus.margin < 0.6
+    assert (task.state, task.target_overlap) == (Task.State.OPEN, 4)
+
+    _lease_and_judge(experts[3], campaign, first_better=False, capture=django_capture_on_commit_callbacks)
+    task.refresh_from_db()
+    assert task.consensus.n_raters == 4 and task.consensus.margin == pytest.approx(0.0)
+    assert (task.state, task.target_overlap) == (Task.State.REVIEW, 4)
+
+    # Running the jobs again decides nothing twice.
+    services.task_consensus_update(task_id=task.pk)
+    services.campaign_quality_compute(campaign_id=campaign.pk)
+    task.refresh_from_db()
+    assert (task.state, task.target_overlap) == (Task.State.REVIEW, 4)
+
+
+def test_agreeing_raters_complete_the_task_without_extra_raters(django_capture_on_commit_callbacks):
+    campaign = factories.open_campaign(overlap=3, max_overlap=5)
+    task = factories.TaskFactory(campaign=campaign)
+    for _ in range(3):
+        _lease_and_judge(factories.ExpertFactory(), campaign, first_better=True,
+                         capture=django_capture_on_commit_callbacks)
+    task.refresh_from_db()
+    assert task.consensus.ranks == [1, 2] and task.consensus.margin == pytest.approx(1.0)
+    assert (task.state, task.target_overlap) == (Task.State.COMPLETE, 3)
+
+
+def test_review_queue_in_admin_shows_the_task_and_its_judgments(client):
+    campaign = factories.open_campaign(overlap=2, max_overlap=2)
+    task = factories.tasks_bulk(campaign, 1, prefix="disputed")[0]
+    a, b = factories.ExpertFactory(), factories.ExpertFactory()
+    factories.judgments_bulk([
+        {"task": task, "expert": a, "ranks": [1, 2], "strength": -1, "rationale": "first is safer here"},
+        {"task": task, "expert": b, "ranks": [2, 1], "strength": 1, "rationale": "second cites the guideline"},
+    ])
+    services.task_consensus_update(task_id=task.pk)
+    task.refresh_from_db()
+    assert task.state == Task.State.REVIEW
+
+    moderator = factories.rewards_moderator(is_superuser=True)
+    client.force_login(moderator)
+    listing = client.get("/admin/annotations/taskawaitingreview/")
+    assert listing.status_code == 200 and task.external_id in listing.content.decode()
+    detail = client.get(f"/admin/annotations/taskawaitingreview/{task.pk}/change/")
+    page = detail.content.decode()
+    assert "second cites the guideline" in page and "first is safer here" in page
+
+    response = client.post("/admin/annotations/taskawaitingreview/",
+                           {"action": "adjudicate", "_selected_action": [task.pk]})
+    assert response.status_code == 302
+    task.refresh_from_db()
+    assert task.state == Task.State.ADJUDICATED
+
+
+def test_campaign_job_is_idempotent():
+    campaign = factories.open_campaign(overlap=5, max_overlap=6)
+    tasks, _, kinds, _ = crowd(campaign, n_tasks=60)
+
+    def snapshot():
+        return (
+            sorted(TaskConsensus.objects.filter(campaign=campaign).values_list("task_id", "ranks", "margin", "pairs")),
+            sorted(RaterQuality.objects.filter(campaign=campaign).values_list(
+                "expert_id", "handle", "reliability", "vote_weight", "flagged", "evidence")),
+            sorted(Task.objects.filter(campaign=campaign).values_list("id", "state", "target_overlap")),
+        )
+
+    first = services.campaign_quality_compute(campaign_id=campaign.pk)
+    before = snapshot()
+    second = services.campaign_quality_compute(campaign_id=campaign.pk)
+    assert second.pk == first.pk
+    assert QualityReport.objects.filter(campaign=campaign).count() == 1
+    assert snapshot() == before
+    assert RaterQuality.objects.filter(campaign=campaign).count() == 25
+
+    # New judgments: a new version, rows updated in place (no duplicates).
+    extra = factories.tasks_bulk(campaign, 1, prefix="late")[0]
+    factories.judgments_bulk([{"task": extra, "expert": e, "ranks": [1, 2], "strength": -1}
+                              for e in kinds["honest"][:5]])
+    third = services.campaign_quality_compute(campaign_id=campaign.pk)
+    assert third.version == first.version + 1
+    assert RaterQuality.objects.filter(campaign=campaign).count() == 25
+    assert TaskConsensus.objects.filter(campaign=campaign).count() == 61
+
+
+def test_settlement_selector_uses_the_weighted_leave_one_out_consensus():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    campaign = factories.open_campaign(overlap=3, max_overlap=3)
+    tasks = factories.tasks_bulk(campaign, 20)
+    honest = [factories.ExpertFactory() for _ in range(2)]
+    contrarian = factories.ExpertFactory()
+    rows = []
+    for task in tasks:
+        rows += [{"task": task, "expert": e, "ranks": [1, 2], "strength": -2} for e in honest]
+        rows.append({"task": task, "expert": contrarian, "ranks": [2, 1], "strength": 2})
+    factories.judgments_bulk(rows)
+    services.campaign_quality_compute(campaign_id=campaign.pk)
+    now = timezone.now()
+    inputs = {i.expert_id: i for i in rater_epoch_quality(
+        campaign_id=campaign.pk, starts_at=now - timedelta(days=1), ends_at=now + timedelta(minutes=1))}
+    assert inputs[honest[0].pk].n == 20 and inputs[honest[0].pk].matches == 20
+    assert inputs[honest[0].pk].n_compared == 20
+    assert inputs[contrarian.pk].matches == 0 and inputs[contrarian.pk].n_compared == 20
+    assert inputs[contrarian.pk].f_rater == 0.0 and inputs[contrarian.pk].f_consensus == 1.0
+    assert rater_epoch_quality(campaign_id=campaign.pk, starts_at=now - timedelta(days=9),
+                               ends_at=now - timedelta(days=8)) == []
