@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.db import transaction
 from django.http import Http404
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
@@ -113,6 +113,7 @@ class CampaignQualityApi(APIView):
 
     permission_classes = [IsLabMemberOrModerator]
 
+    @extend_schema_serializer(component_name="CampaignQuality")
     class Output(serializers.Serializer):
         campaign = serializers.IntegerField()
         computed_at = serializers.DateTimeField(allow_null=True, help_text="When the latest report was computed.")
@@ -143,6 +144,7 @@ class CampaignConsensusApi(APIView):
 
     permission_classes = [IsLabMemberOrModerator]
 
+    @extend_schema_serializer(component_name="TaskConsensus")
     class Output(serializers.Serializer):
         task = serializers.IntegerField(source="task_id")
         external_id = serializers.CharField(source="task.external_id")
