@@ -161,7 +161,10 @@ class CampaignConsensusApi(APIView):
             OpenApiParameter("max_margin", float, description="Only tasks at or below this margin."),
             OpenApiParameter("state", str, enum=Task.State.values, description="Only tasks in this state."),
         ],
-        responses={200: Output(many=True)},
+        responses={200: inline_serializer("PaginatedTaskConsensus", {
+            "count": serializers.IntegerField(), "next": serializers.URLField(allow_null=True),
+            "previous": serializers.URLField(allow_null=True), "results": Output(many=True),
+        })},
     )
     def get(self, request, campaign_id: int):
         campaign = _campaign(request.user, campaign_id, moderators=True)

@@ -410,7 +410,8 @@ class TaskConsensus(models.Model):
     n_raters = models.PositiveSmallIntegerField(help_text="Judgments counted (voided ones left out).")
     method = models.CharField(max_length=16, choices=Method.choices, help_text="How the ranking was formed.")
     version = models.PositiveIntegerField(
-        default=0, help_text="Quality report whose rater reliabilities weighted the votes (0: none yet, gold/prior).",
+        default=0, help_text="Latest quality report version when this consensus was last rewritten (0: before the "
+        "campaign's first report, weighted by gold accuracy or the prior).",
     )
     last_judgment_id = models.BigIntegerField(
         default=0, help_text="Newest judgment included; an older computation never overwrites a newer one.",
@@ -573,3 +574,4 @@ class TaskAwaitingReview(Task):
         proxy = True
         verbose_name = "task awaiting review"
         verbose_name_plural = "tasks awaiting review"
+

@@ -24,7 +24,6 @@ the maths, and every write. Prints the phase breakdown the job records.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import random

@@ -11,8 +11,8 @@ Both entry points are safe to run twice and concurrently:
 * ``task_consensus_update`` (queued when a task reaches its overlap) locks
   the task's consensus row; both jobs skip a row whose stored
   ``last_judgment_id`` is newer than what they computed from.
-* Adaptive overlap is a compare-and-set on the task (state and
-  ``target_overlap`` as read), so a task is raised once per decision.
+* Adaptive overlap is a conditional UPDATE (still complete, all wanted
+  judgments in, margin under the bar), so a task is raised once per decision.
 """
 from __future__ import annotations
 
@@ -22,28 +22,24 @@ import time
 from datetime import datetime, timedelta
 
 import numpy as np
-import orjson
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, F, Q
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from annotations import signals
-from annotations.handles import rater_handle
 from annotations.models import (
     Campaign, Judgment, QualityReport, RaterQuality, RationaleMatch, Task, TaskConsensus,
 )
-from annotations.quality import compute, loading
-from annotations.quality.compute import CampaignQuality, TaskConsensusRows
+from annotations.quality import compute, loading, writing
+from annotations.quality.compute import CampaignQuality
 from annotations.services import ServiceError
 
 logger = logging.getLogger(__name__)
 
 # Bump when the maths changes, so unchanged inputs are recomputed once.
 ALGORITHM_VERSION = 1
+# Consensus rows written per transaction.
 WRITE_BATCH = 10_000
-# Pair figures are stored to three decimals, and a consensus row is rewritten
-# only when they, the ranks or the rater count change: every rerun nudges
-# the reliabilities, and rewriting 100k unchanged rows would cost seconds.
 # Copied rationales are the slow signal (~1 s per 100k rationales), so each
 # run checks only tasks with judgments since the last check, plus at most
 # this many judgments of an older backlog (a first run on a large campaign
@@ -90,106 +86,6 @@ def task_adjudicate(*, task: Task, moderator) -> Task:
     logger.info("task %s adjudicated by %s", task.pk, moderator)
     task.state = Task.State.ADJUDICATED
     return task
-
-
-# --------------------------------------------------------------------------
-# Consensus rows
-# --------------------------------------------------------------------------
-
-
-def _changed(old: tuple, new: dict, tokens: int | None) -> bool:
-    _, ranks, _margin, n_raters, _, pairs, old_tokens = old
-    if ranks != new["ranks"] or n_raters != new["n_raters"] or pairs != new["pairs"]:
-        return True
-    return old_tokens is None and tokens is not None
-
-
-_CONSENSUS_FIELDS = ["ranks", "pairs", "margin", "n_raters", "method", "last_judgment_id", "version", "tokens",
-                     "computed_at"]
-
-
-def _write_consensus_batch(campaign_id: int, rows: TaskConsensusRows, batch: range, version: int,
-                           tokens: dict[int, int], now: datetime) -> int:
-    """Create or update one batch of consensus rows; the caller holds the campaign lock. Returns rows written."""
-    if connection.vendor == "postgresql":
-        return _upsert_consensus_postgres(campaign_id, rows, batch, version, tokens, now)
-    records = list(rows.records(batch))
-    existing = {
-        row[0]: row for row in TaskConsensus.objects.select_for_update().filter(
-            task_id__in=[r["task_id"] for r in records]).values_list(
-            "task_id", "ranks", "margin", "n_raters", "last_judgment_id", "pairs", "tokens",
-        )
-    }
-    create, update = [], []
-    for values in records:
-        task_id = values.pop("task_id")
-        known_tokens = tokens.get(task_id)
-        old = existing.get(task_id)
-        if old is None:
-            create.append(TaskConsensus(task_id=task_id, campaign_id=campaign_id, version=version,
-                                        tokens=known_tokens, computed_at=now, **values))
-        elif old[4] <= values["last_judgment_id"] and _changed(old, values, known_tokens):
-            update.append(TaskConsensus(task_id=task_id, campaign_id=campaign_id, version=version,
-                                        tokens=known_tokens if known_tokens is not None else old[6],
-                                        computed_at=now, **values))
-    # A row a concurrent task job created meanwhile is newer than ours: keep it.
-    TaskConsensus.objects.bulk_create(create, ignore_conflicts=True)
-    TaskConsensus.objects.bulk_update(update, _CONSENSUS_FIELDS, batch_size=500)
-    return len(create) + len(update)
-
-
-def _copy_upsert(model, columns: list[str], rows, *, conflict: list[str], update: list[str], where: str = "",
-                 expressions: dict[str, str] | None = None) -> int:
-    """PostgreSQL: COPY ``rows`` into a temporary table, then one ``INSERT ... ON CONFLICT DO UPDATE [WHERE]``.
-
-    Django's ``bulk_update`` writes a CASE per row and field (seconds per
-    10k rows) and its upsert has no WHERE; this takes milliseconds. JSON
-    values must come as text. Runs inside the caller's transaction.
-    """
-    table, temp = model._meta.db_table, f"quality_in_{model._meta.db_table}"
-    names = ", ".join(columns)
-    with connection.cursor() as wrapper:
-        cursor = wrapper.cursor  # the driver's cursor, for COPY
-        # Quality rows are derived data the next run rewrites: not worth a disk flush per batch.
-        cursor.execute("SET LOCAL synchronous_commit = off")
-        cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {temp} ON COMMIT DELETE ROWS AS "
-                       f"SELECT {names} FROM {table} WITH NO DATA")
-        cursor.execute(f"TRUNCATE {temp}")  # left over when the caller's transaction has not committed yet
-        with cursor.copy(f"COPY {temp} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-        expressions = expressions or {}
-        assignments = ", ".join(f"{name} = {expressions.get(name, f'EXCLUDED.{name}')}" for name in update)
-        cursor.execute(f"INSERT INTO {table} AS c ({names}) SELECT {names} FROM {temp} "
-                       f"ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET {assignments} {where}")
-        return max(cursor.rowcount, 0)
-
-
-def _json(value) -> str:
-    return orjson.dumps(value).decode()
-
-
-_CONSENSUS_COLUMNS = ["task_id", "campaign_id", "ranks", "pairs", "margin", "n_raters", "method", "version",
-                      "last_judgment_id", "tokens", "computed_at"]
-# An older computation never overwrites a newer one, and an unchanged row is left alone.
-_CONSENSUS_WHERE = """
-WHERE c.last_judgment_id <= EXCLUDED.last_judgment_id
-  AND (c.ranks <> EXCLUDED.ranks OR c.pairs <> EXCLUDED.pairs OR c.n_raters <> EXCLUDED.n_raters
-       OR (c.tokens IS NULL AND EXCLUDED.tokens IS NOT NULL))
-"""
-
-
-def _upsert_consensus_postgres(campaign_id: int, rows: TaskConsensusRows, batch: range, version: int,
-                               tokens: dict[int, int], now: datetime) -> int:
-    """The generic path's rule in one statement per batch."""
-    records = (
-        (v["task_id"], campaign_id, _json(v["ranks"]), _json(v["pairs"]), v["margin"], v["n_raters"], v["method"],
-         version, v["last_judgment_id"], tokens.get(v["task_id"]), now)
-        for v in rows.records(batch)
-    )
-    update = [c for c in _CONSENSUS_COLUMNS if c not in ("task_id", "campaign_id")]
-    return _copy_upsert(TaskConsensus, _CONSENSUS_COLUMNS, records, conflict=["task_id"], update=update,
-                        where=_CONSENSUS_WHERE, expressions={"tokens": "COALESCE(EXCLUDED.tokens, c.tokens)"})
 
 
 # --------------------------------------------------------------------------
@@ -336,31 +232,41 @@ def campaign_quality_compute(*, campaign_id: int, seed: int = 0) -> QualityRepor
 
 def _copied_rationales(campaign: Campaign, judgments: compute.Judgments, latest: QualityReport | None,
                        snapshot_at: datetime) -> tuple[list[tuple[int, int, int, float]], dict]:
-    """Near-copies among rationales of tasks with new judgments (and a bounded slice of the backlog).
+    """Near-copies among rationales of tasks with new judgments, then a bounded slice of the backlog.
 
-    Returns ``(task, later judgment, earlier judgment, similarity)`` for each
-    flagged pair, and the checking state to store on the report.
+    Tasks with a judgment since the last check always go first; older tasks
+    never checked (a campaign's first run, or a backlog left by the budget)
+    follow in task order up to ``RATIONALE_BUDGET`` judgments, and the
+    report remembers where the backlog resumes. Returns ``(task, later
+    judgment, earlier judgment, similarity)`` per flagged pair, and the
+    checking state to store on the report.
     """
-    per_task = np.bincount(np.unique(judgments.task_id, return_inverse=True)[1])
-    tasks = np.unique(judgments.task_id)
-    pending = tasks[per_task >= 2]
+    tasks, per_task = np.unique(judgments.task_id, return_counts=True)
+    pairable = tasks[per_task >= 2]
     since = latest.rationales_checked_until if latest is not None else None
-    backlog_after = latest.figures.get("rationale_backlog_after") if latest is not None else None
-    if since is not None:
-        recent = set(
+    after = latest.figures.get("rationale_backlog_after") if latest is not None else None
+    if since is None:  # never checked: everything is backlog
+        recent, backlog = pairable[:0], pairable
+    else:
+        new_ids = set(
             Judgment.objects.filter(campaign=campaign, voided=False, submitted_at__gte=since - RATIONALE_SLACK)
             .values_list("task_id", flat=True).distinct().order_by()
         )
-        wanted = np.isin(pending, np.fromiter(recent, dtype=np.int64, count=len(recent)))
-        if backlog_after is not None:
-            wanted |= pending > backlog_after
-        pending = pending[wanted]
-    counts = per_task[np.searchsorted(tasks, pending)]
-    take = int(np.searchsorted(np.cumsum(counts), RATIONALE_BUDGET, side="right"))
-    take = max(take, min(1, pending.size))
-    chosen = pending[:take]
-    state = {"checked_until": snapshot_at,
-             "backlog_after": int(chosen[-1]) if take < pending.size else None, "checked_tasks": int(chosen.size)}
+        recent = pairable[np.isin(pairable, np.fromiter(new_ids, dtype=np.int64, count=len(new_ids)))]
+        backlog = pairable[pairable > after] if after is not None else pairable[:0]
+        backlog = backlog[~np.isin(backlog, recent)]
+    budget = RATIONALE_BUDGET - int(per_task[np.searchsorted(tasks, recent)].sum())
+    take = int(np.searchsorted(np.cumsum(per_task[np.searchsorted(tasks, backlog)]), max(budget, 0), side="right"))
+    if recent.size == 0 and backlog.size:
+        take = max(take, 1)  # always make progress
+    if take >= backlog.size:
+        resume_after = None
+    elif take > 0:
+        resume_after = int(backlog[take - 1])
+    else:
+        resume_after = after if after is not None else int(backlog[0]) - 1
+    chosen = np.concatenate([recent, backlog[:take]])
+    state = {"checked_until": snapshot_at, "backlog_after": resume_after, "checked_tasks": int(chosen.size)}
     if chosen.size == 0:
         return [], state
     rows: list[tuple[int, int, int, str]] = []
@@ -408,7 +314,7 @@ def _write_campaign(campaign: Campaign, result: CampaignQuality, matches: list, 
             RationaleMatch(campaign=campaign, task_id=t, judgment_id=later, source_id=earlier, similarity=s,
                            found_at=now) for t, later, earlier, s in matches
         ], ignore_conflicts=True)
-        raters = _rater_rows(campaign, result, version, now)
+        raters = writing.rater_rows(campaign, result, version, now)
         figures["signals"] = {name.removeprefix("flag_"): sum(getattr(r, name) for r in raters)
                               for name in RaterQuality.FLAG_FIELDS}
         figures["flagged_raters"] = sum(r.flagged for r in raters)
@@ -419,7 +325,7 @@ def _write_campaign(campaign: Campaign, result: CampaignQuality, matches: list, 
             rationales_checked_until=rationale_state["checked_until"],
             duration_ms=int((time.perf_counter() - started) * 1000),
         )
-        _write_raters(raters)
+        writing.raters_write(raters)
         RaterQuality.objects.filter(campaign=campaign).exclude(
             expert_id__in=[int(e) for e in result.expert_id]).delete()
 
@@ -429,113 +335,11 @@ def _write_campaign(campaign: Campaign, result: CampaignQuality, matches: list, 
             if not _still_newest(campaign.pk, version):
                 logger.info("quality v%s of campaign %s superseded; stopping writes", version, campaign.pk)
                 return report
-            written += _write_consensus_batch(
+            written += writing.consensus_batch_write(
                 campaign.pk, rows, range(start, min(start + WRITE_BATCH, rows.task_id.size)), version, tokens, now,
             )
+    # A task whose every judgment was voided has no consensus any more.
+    counted = Judgment.objects.filter(task_id=OuterRef("task_id"), voided=False)
+    TaskConsensus.objects.filter(campaign=campaign).exclude(Exists(counted)).delete()
     report.figures["consensus_rows_written"] = written
     return report
-
-
-def _write_raters(raters: list[RaterQuality]) -> None:
-    """Insert or update each rater's row in place (unique per campaign and expert)."""
-    fields = [f for f in RaterQuality._meta.concrete_fields if f.name != "id"]
-    if connection.vendor == "postgresql":
-        columns = [f.column for f in fields]
-        records = ((_json(v) if isinstance(v, dict) else v for v in (getattr(r, f.attname) for f in fields))
-                   for r in raters)
-        _copy_upsert(RaterQuality, columns, (tuple(r) for r in records), conflict=["campaign_id", "expert_id"],
-                     update=[c for c in columns if c not in ("campaign_id", "expert_id")])
-        return
-    RaterQuality.objects.bulk_create(
-        raters, update_conflicts=True, unique_fields=["campaign", "expert"],
-        update_fields=[f.name for f in fields if f.name not in ("campaign", "expert")], batch_size=1000,
-    )
-
-
-def _rater_rows(campaign: Campaign, result: CampaignQuality, version: int, now: datetime) -> list[RaterQuality]:
-    """One RaterQuality per rater with flags and the evidence behind each."""
-    handles = {int(e): rater_handle(campaign.pk, int(e)) for e in result.expert_id}
-    copies: dict[int, dict[int, int]] = {}
-    for copier, source in RationaleMatch.objects.filter(
-        campaign=campaign, similarity__gte=compute.COPIED_THRESHOLD,
-    ).values_list("judgment__expert_id", "source__expert_id").order_by():
-        copies.setdefault(copier, {}).setdefault(source, 0)
-        copies[copier][source] += 1
-
-    def per_rater(sig, *names):
-        return {int(r): tuple(getattr(sig, n)[i] for n in names) for i, r in enumerate(sig.rater.tolist())}
-
-    gold = per_rater(result.gold, "n", "accuracy", "lower_bound", "flagged")
-    position = per_rater(result.position, "n", "p_first", "z", "p_value", "flagged")
-    speed = per_rater(result.speed, "n", "median_z", "flagged")
-    outside = per_rater(result.outside, "n", "share", "flagged")
-    collusion: dict[int, dict] = {}
-    c = result.collusion
-    for q in np.argsort(-np.nan_to_num(c.z, nan=-np.inf)).tolist():
-        for me, other in ((int(c.rater_a[q]), int(c.rater_b[q])), (int(c.rater_b[q]), int(c.rater_a[q]))):
-            best = collusion.get(me)
-            if best is None or (bool(c.flagged[q]) and not best["flagged"]):
-                collusion[me] = {
-                    "statistic": "z", "value": _f(c.z[q]), "threshold": compute.COLLUSION_Z,
-                    "n": int(c.n_shared[q]), "co_errors": int(c.co_errors[q]), "expected": _f(c.expected[q]),
-                    "p_value": _f(c.p_value[q]), "max_p_value": compute.COLLUSION_MAX_P,
-                    "partner": handles.get(other), "flagged": bool(c.flagged[q]),
-                }
-    out = []
-    for r, expert_id in enumerate(int(e) for e in result.expert_id):
-        evidence: dict[str, dict] = {}
-        if expert_id in gold:
-            n, acc, bound, flagged = gold[expert_id]
-            evidence["gold"] = {"statistic": "wilson_lower_bound", "value": _f(bound), "accuracy": _f(acc),
-                                "threshold": campaign.gold_bar, "n": int(n), "min_n": compute.GOLD_MIN_N,
-                                "flagged": bool(flagged)}
-        if expert_id in position:
-            n, p_first, z, p_value, flagged = position[expert_id]
-            evidence["position_bias"] = {"statistic": "z", "value": _f(z), "p_first": _f(p_first),
-                                         "p_value": _f(p_value), "threshold": compute.POSITION_Z, "n": int(n),
-                                         "flagged": bool(flagged)}
-        if expert_id in speed:
-            n, median_z, flagged = speed[expert_id]
-            evidence["speed"] = {"statistic": "median_robust_z_log_seconds_per_token", "value": _f(median_z),
-                                 "threshold": compute.SPEED_Z, "n": int(n), "min_n": compute.SPEED_MIN_N,
-                                 "flagged": bool(flagged)}
-        if expert_id in outside:
-            n, share, flagged = outside[expert_id]
-            evidence["outside_expertise"] = {"statistic": "share", "value": _f(share),
-                                             "threshold": compute.OUTSIDE_MAX_SHARE, "n": int(n),
-                                             "min_n": compute.OUTSIDE_MIN_N, "flagged": bool(flagged)}
-        copied = copies.get(expert_id, {})
-        n_copies = sum(copied.values())
-        evidence["copied_rationale"] = {
-            "statistic": "near_copies", "value": n_copies, "threshold": compute.COPIED_MIN_COUNT,
-            "similarity": compute.COPIED_THRESHOLD, "n": int(result.n_judgments[r]),
-            "sources": sorted(handles.get(s) or rater_handle(campaign.pk, s) for s in copied)[:10],
-            "flagged": n_copies >= compute.COPIED_MIN_COUNT,
-        }
-        if expert_id in collusion:
-            evidence["collusion"] = collusion[expert_id]
-        flags = {
-            "flag_gold": evidence.get("gold", {}).get("flagged", False),
-            "flag_position_bias": evidence.get("position_bias", {}).get("flagged", False),
-            "flag_speed": evidence.get("speed", {}).get("flagged", False),
-            "flag_copied_rationale": evidence["copied_rationale"]["flagged"],
-            "flag_collusion": evidence.get("collusion", {}).get("flagged", False),
-            "flag_outside_expertise": evidence.get("outside_expertise", {}).get("flagged", False),
-        }
-        g = gold.get(expert_id)
-        out.append(RaterQuality(
-            campaign=campaign, expert_id=expert_id, handle=handles[expert_id],
-            n_judgments=int(result.n_judgments[r]), n_compared=int(result.n_compared[r]),
-            agreement=_f(result.agreement[r]), reliability=_f(result.reliability[r]),
-            sensitivity=_f(result.sensitivity[r]), specificity=_f(result.specificity[r]),
-            stake=int(result.stake[r]), vote_weight=float(result.vote_weight[r]),
-            gold_n=int(g[0]) if g else 0, gold_accuracy=_f(g[1]) if g else None,
-            gold_lower_bound=_f(g[2]) if g else None, median_seconds=_f(result.median_seconds[r]),
-            flagged=any(flags.values()), evidence=evidence, version=version, computed_at=now, **flags,
-        ))
-    return out
-
-
-def _f(x) -> float | None:
-    x = float(x)
-    return None if not np.isfinite(x) else round(x, 6)

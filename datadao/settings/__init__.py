@@ -120,6 +120,15 @@ DATADAO_SETTLEMENT_CHUNK = env.int("DATADAO_SETTLEMENT_CHUNK", default=2000)
 # Secret for pseudonymous per-campaign rater handles shown to labs.
 DATADAO_HANDLE_SECRET = env.str("DATADAO_HANDLE_SECRET", default=SECRET_KEY)
 DATADAO_LEASE_MINUTES = env.int("DATADAO_LEASE_MINUTES", default=20)
+# Exports: files under this folder (one subfolder per campaign and export).
+DATADAO_EXPORT_ROOT = env.str("DATADAO_EXPORT_ROOT", default=str(Path(str(MEDIA_ROOT)) / "exports"))
+# Tasks read per keyset page (one short transaction each) while building an export.
+DATADAO_EXPORT_CHUNK = env.int("DATADAO_EXPORT_CHUNK", default=5000)
+# Tokenizers a lab may name for a tokenizer-aware export: registered names
+# (name=/path,name2=/path2), or a path inside one of the roots. Only local
+# files are read; nothing is fetched from a model hub.
+DATADAO_TOKENIZERS = env.dict("DATADAO_TOKENIZERS", default={})
+DATADAO_TOKENIZER_ROOTS = env.list("DATADAO_TOKENIZER_ROOTS", default=[str(Path(str(MEDIA_ROOT)) / "tokenizers")])
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -220,3 +220,100 @@ def test_settlement_selector_uses_the_weighted_leave_one_out_consensus():
     assert inputs[contrarian.pk].f_rater == 0.0 and inputs[contrarian.pk].f_consensus == 1.0
     assert rater_epoch_quality(campaign_id=campaign.pk, starts_at=now - timedelta(days=9),
                                ends_at=now - timedelta(days=8)) == []
+
+
+def test_full_rankings_get_a_bradley_terry_order_and_kendalls_w():
+    campaign = factories.open_campaign(responses_per_task=3, strength_scale=False, overlap=5, max_overlap=5)
+    rng = np.random.default_rng(11)
+    experts = [factories.ExpertFactory() for _ in range(8)]
+    contrarian = experts[-1]
+    tasks = factories.tasks_bulk(campaign, 40)
+    truth, rows = {}, []
+    for task in tasks:
+        best_first = rng.permutation(3).tolist()  # upload positions, best first
+        truth[task.pk] = [best_first.index(p) + 1 for p in range(3)]
+        for e in rng.choice(len(experts), 5, replace=False).tolist():
+            order = list(best_first)
+            if experts[e] is contrarian:
+                order.reverse()
+            elif rng.random() < 0.2:
+                a = int(rng.integers(0, 2))
+                order[a], order[a + 1] = order[a + 1], order[a]
+            rows.append({"task": task, "expert": experts[e], "ranks": [order.index(p) + 1 for p in range(3)]})
+    factories.judgments_bulk(rows)
+    report = services.campaign_quality_compute(campaign_id=campaign.pk)
+
+    consensus = {c.task_id: c for c in TaskConsensus.objects.filter(campaign=campaign)}
+    assert {c.method for c in consensus.values()} == {"bradley_terry"}
+    right = np.mean([consensus[t.pk].ranks == truth[t.pk] for t in tasks])
+    assert right >= 0.9
+    sample = consensus[tasks[0].pk]
+    assert [(p["i"], p["j"]) for p in sample.pairs] == [(0, 1), (0, 2), (1, 2)]
+    assert sample.margin == pytest.approx(min(p["margin"] for p in sample.pairs), abs=1e-3)
+    w = report.figures["kendall_w"]
+    assert w["n_tasks"] == 40 and 0.4 < w["mean"] < 1.0
+    assert report.figures["alpha_ordinal"]["value"] is not None
+
+
+def test_periodic_job_recomputes_open_campaigns_only():
+    from annotations.tasks import quality_recompute_open_campaigns
+
+    live = factories.open_campaign()
+    draft = factories.CampaignFactory()
+    for campaign in (live, draft):
+        task = factories.tasks_bulk(campaign, 1)[0]
+        factories.judgments_bulk([{"task": task, "expert": factories.ExpertFactory(), "ranks": [1, 2],
+                                   "strength": -1}])
+    assert quality_recompute_open_campaigns() == 1
+    assert QualityReport.objects.filter(campaign=live).count() == 1
+    assert not QualityReport.objects.filter(campaign=draft).exists()
+
+
+def test_sparse_campaigns_get_a_report_without_figures_they_cannot_support():
+    campaign = factories.open_campaign()
+    gold = factories.tasks_bulk(campaign, 1, prefix="gold", gold=[1, 2])[0]
+    factories.judgments_bulk([{"task": gold, "expert": factories.ExpertFactory(), "ranks": [1, 2],
+                               "gold_correct": True}])
+    report = services.campaign_quality_compute(campaign_id=campaign.pk)
+    assert report.n_tasks == 0 and report.figures["alpha_nominal"]["value"] is None
+    assert not TaskConsensus.objects.filter(campaign=campaign).exists()
+
+    task = factories.tasks_bulk(campaign, 1)[0]
+    judgment = factories.judgments_bulk([{"task": task, "expert": factories.ExpertFactory(), "ranks": [2, 1]}])[0]
+    report = services.campaign_quality_compute(campaign_id=campaign.pk)
+    assert report.version == 2 and report.n_tasks == 1
+    assert TaskConsensus.objects.get(task=task).ranks == [2, 1]
+
+    # Voiding the only judgment of a task withdraws its consensus.
+    type(judgment).objects.filter(pk=judgment.pk).update(voided=True)
+    services.campaign_quality_compute(campaign_id=campaign.pk)
+    assert not TaskConsensus.objects.filter(task=task).exists()
+
+
+def test_bradley_terry_order_matches_a_fit_per_task():
+    """The vectorised order (weighted wins in a balanced round robin) is what weighted_bradley_terry finds."""
+    from scipy.stats import rankdata
+
+    from annotations.consensus import weighted_bradley_terry
+    from annotations.quality import compute
+
+    rng = np.random.default_rng(5)
+    k, n_tasks, overlap = 4, 300, 5
+    task = np.repeat(np.arange(n_tasks), overlap)
+    ranks = np.array([rankdata(rng.integers(0, 3, k), method="min") for _ in task]).astype(np.int64)
+    weight = rng.choice([0.0, 0.3, 1.0, 1.7, 2.5], task.size)
+    j = compute.Judgments(k, np.arange(task.size) + 1, task, np.arange(task.size), ranks,
+                          np.full(task.size, compute.STRENGTH_NONE), np.zeros(task.size, int), np.ones(task.size, int),
+                          np.full(task.size, 1000), np.zeros(task.size, bool), np.full(task.size, -1),
+                          np.zeros(task.size, bool))
+    direction, _ = compute.pair_directions(j)
+    fast = compute._bradley_terry_ranks(k, direction, weight, task, n_tasks)
+    i, jj = np.triu_indices(k, 1)
+    for t in range(n_tasks):
+        d, w = direction[task == t].ravel(), np.repeat(weight[task == t], i.size)
+        left, right = np.tile(i, overlap), np.tile(jj, overlap)
+        theta = weighted_bradley_terry(
+            k, np.concatenate([left[d > 0], right[d < 0], left[d == 0], right[d == 0]]),
+            np.concatenate([right[d > 0], left[d < 0], right[d == 0], left[d == 0]]),
+            np.concatenate([w[d > 0], w[d < 0], w[d == 0] / 2, w[d == 0] / 2]), tol=1e-13, iters=2000)
+        assert fast[t].tolist() == rankdata(-np.round(theta, 6), method="min").tolist(), t

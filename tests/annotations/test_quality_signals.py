@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from annotations.handles import rater_handle
-from annotations.models import Judgment, RaterQuality, RationaleMatch
+from annotations.models import Judgment, QualityReport, RaterQuality, RationaleMatch
 from annotations.quality import services
 from tests import factories
 from tests.annotations.quality_crowds import planted_campaign
@@ -90,3 +90,32 @@ def test_rationale_check_is_incremental():
     assert second.version == first.version + 1
     assert second.figures["rationale_checked_tasks"] < 10
     assert RationaleMatch.objects.filter(campaign=campaign).count() == matches
+
+
+def test_rationale_backlog_is_worked_through_within_the_budget_new_tasks_first(monkeypatch):
+    campaign, kinds, _ = planted_campaign(seed=5)
+    Judgment.objects.filter(campaign=campaign).update(submitted_at=timezone.now() - timedelta(hours=1))
+    services.campaign_quality_compute(campaign_id=campaign.pk)
+    everything = set(RationaleMatch.objects.filter(campaign=campaign).values_list("judgment_id", "source_id"))
+    assert len(everything) >= 3
+    RationaleMatch.objects.all().delete()
+    QualityReport.objects.filter(campaign=campaign).delete()
+
+    monkeypatch.setattr(services, "RATIONALE_BUDGET", 300)
+    first = services.campaign_quality_compute(campaign_id=campaign.pk)
+    assert 0 < first.figures["rationale_checked_tasks"] < 80
+    assert first.figures["rationale_backlog_after"] is not None
+
+    late = factories.tasks_bulk(campaign, 1, prefix="late")[0]
+    factories.judgments_bulk([{"task": late, "expert": e, "ranks": [1, 2], "strength": -1,
+                               "rationale": "the same words copied around for the late task"}
+                              for e in kinds["honest"][:2]])
+    second = services.campaign_quality_compute(campaign_id=campaign.pk)
+    assert RationaleMatch.objects.filter(task=late).count() == 1  # the new task is checked at once
+    runs = 2
+    while second.figures["rationale_backlog_after"] is not None and runs < 20:
+        second = services.campaign_quality_compute(campaign_id=campaign.pk)
+        runs += 1
+    found = set(RationaleMatch.objects.filter(campaign=campaign).exclude(task=late)
+                .values_list("judgment_id", "source_id"))
+    assert found == everything and runs > 3
