@@ -87,7 +87,7 @@ class CampaignListCreateApi(ListAPIView):
         licence = serializers.CharField(required=False, max_length=64, default="CC-BY-4.0")
         allowed_uses = serializers.ListField(child=serializers.CharField(max_length=64), required=False)
         consensus_min_margin = serializers.FloatField(required=False, min_value=0.0, max_value=1.0, default=0.6)
-        gold_bar = serializers.FloatField(required=False, min_value=0.0, max_value=1.0, default=0.7)
+        gold_bar = serializers.FloatField(required=False, min_value=0.0, max_value=1.0, default=0.5)
         q_min = serializers.FloatField(required=False, min_value=0.0, max_value=0.99, default=0.5)
         stake_beta = serializers.FloatField(required=False, min_value=0.0, max_value=10.0, default=1.0)
         slash_fraction = serializers.FloatField(required=False, min_value=0.0, max_value=1.0, default=0.1)

@@ -90,7 +90,9 @@ class Campaign(models.Model):
         default=0.6, help_text="A pair is exported, and a task settled, only when its consensus margin clears this.",
     )
     gold_bar = models.FloatField(
-        default=0.7, help_text="Wilson lower bound of gold accuracy below which an expert is flagged and slashed.",
+        default=0.5,
+        help_text="Wilson 95% lower bound of gold accuracy below which an expert is flagged and slashed (20+ gold). "
+        "0.5 spares honest experts (80% right on 20 gold gives 0.58) and catches random clicking (50% gives 0.30).",
     )
     consensus_weight_cap = models.FloatField(
         default=3.0, validators=[MinValueValidator(1.0)],

@@ -192,6 +192,16 @@ def rate_campaigns(request):
     return render(request, "annotations/rate_campaigns.html", {"expert": expert, "campaigns": campaigns})
 
 
+def _campaign_earnings(expert: Expert, campaign: Campaign) -> int:
+    """Settled rewards of this expert in this campaign, base units (unsettled work shows as pending)."""
+    from django.db.models import Sum
+
+    from rewards.selectors import expert_earnings
+
+    total = expert_earnings(expert=expert).filter(epoch__campaign=campaign).aggregate(s=Sum("amount"))["s"]
+    return int(total or 0)
+
+
 def _rating_context(expert: Expert, campaign: Campaign, lease: Assignment | None, posted=None) -> dict:
     k = campaign.responses_per_task
     context = {
@@ -200,6 +210,7 @@ def _rating_context(expert: Expert, campaign: Campaign, lease: Assignment | None
         "flags": Flag.choices, "axes": campaign.attribute_axes or [], "likert": range(1, 6),
         "rated": Judgment.objects.filter(expert=expert, campaign=campaign).count(),
         "eligibility": experts.expert_eligibility(expert=expert, campaign=campaign),
+        "earned": _campaign_earnings(expert, campaign),
     }
     if lease is not None:
         task = assignment_services.leased_task(lease)

@@ -120,6 +120,10 @@ DATADAO_SETTLEMENT_CHUNK = env.int("DATADAO_SETTLEMENT_CHUNK", default=2000)
 # Secret for pseudonymous per-campaign rater handles shown to labs.
 DATADAO_HANDLE_SECRET = env.str("DATADAO_HANDLE_SECRET", default=SECRET_KEY)
 DATADAO_LEASE_MINUTES = env.int("DATADAO_LEASE_MINUTES", default=20)
+# Qualification: gold items per test, share right to pass, wait before a retry.
+DATADAO_QUALIFICATION_ITEMS = env.int("DATADAO_QUALIFICATION_ITEMS", default=5)
+DATADAO_QUALIFICATION_PASS_MARK = env.float("DATADAO_QUALIFICATION_PASS_MARK", default=0.8)
+DATADAO_QUALIFICATION_RETRY_HOURS = env.int("DATADAO_QUALIFICATION_RETRY_HOURS", default=24)
 # Exports: files under this folder (one subfolder per campaign and export).
 DATADAO_EXPORT_ROOT = env.str("DATADAO_EXPORT_ROOT", default=str(Path(str(MEDIA_ROOT)) / "exports"))
 # Tasks read per keyset page (one short transaction each) while building an export.

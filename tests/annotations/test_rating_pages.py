@@ -207,3 +207,28 @@ def test_strength_form_asks_for_the_strength_only(expert_browser, open_campaign)
     assert response.status_code == 400
     html = response.content.decode()
     assert "Strength: give a strength" in html and "Ranking:" not in html
+
+
+def test_rating_page_shows_settled_earnings_in_this_campaign(expert_browser, open_campaign, expert):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from rewards import services, settlement
+
+    token = 10**6
+    open_campaign.reward_per_judgment = token
+    open_campaign.save()
+    peers = [factories.ExpertFactory() for _ in range(2)]
+    factories.lab_deposit(open_campaign.lab, 50 * token)
+    services.campaign_fund(campaign=open_campaign, amount=50 * token, actor=None)
+    at = timezone.now() - timedelta(days=2)
+    for k in range(3):
+        task = factories.TaskFactory(campaign=open_campaign)
+        for e in [expert, *peers]:
+            factories.rated_judgment(task=task, expert=e, ranks=[1, 2] if k % 2 else [2, 1], submitted_at=at)
+    before = expert_browser.get(rate_url(open_campaign)).content.decode()
+    settlement.epoch_settle(epoch_id=factories.EpochFactory(campaign=open_campaign, index=0).pk)
+    after = expert_browser.get(rate_url(open_campaign)).content.decode()
+    assert re.search(r'id="earnings">0\.00 DDF<', before)
+    assert re.search(r'id="earnings">3\.00 DDF<', after)
