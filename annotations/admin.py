@@ -141,3 +141,9 @@ class QualificationAttemptAdmin(ReadOnlyAdmin):
 
 # Quality (issue 4): flagged raters, reports, consensus, the review queue.
 from annotations import admin_quality  # noqa: E402,F401
+
+# Exports (issue 6): read-only.
+from annotations import admin_exports  # noqa: E402,F401
+
+# Moderation (issue 7): disputes, own-ranking adjudication, voiding, audit trail.
+from annotations import admin_moderation  # noqa: E402,F401

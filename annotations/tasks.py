@@ -40,3 +40,83 @@ def quality_recompute_open_campaigns() -> int:
     for campaign_id in ids:
         campaign_quality_compute.delay(campaign_id)
     return len(ids)
+
+
+# Exports (issue 6). A done or failed export is never rebuilt, and a second
+# run of an unfinished one writes its own temporary files, so a redelivered
+# message is harmless; only a database hiccup is retried.
+@shared_task(bind=True, name="annotations.export_build", ignore_result=True, autoretry_for=(OperationalError,),
+             retry_backoff=True, max_retries=5)
+def export_build(self, export_id: int) -> None:
+    """Build one export's files, card and checksums."""
+    from annotations.exports import services as export_services
+
+    try:
+        export_services.export_build(export_id=export_id)
+    except OperationalError:
+        if self.request.retries >= self.max_retries:
+            export_services.export_fail(export_id=export_id, error="the database was unavailable; request it again.")
+        raise
+
+
+# Data value (transformers). Both services are idempotent. A missing encoder
+# (torch, transformers or the packaged weights) is recorded on the campaign's
+# CampaignDataValueReport and logged; it is not raised, so the worker loop
+# never crashes and the message is not retried forever.
+@shared_task(name="annotations.campaign_embed", ignore_result=True, **_QUALITY_RETRY)
+def campaign_embed(campaign_id: int, batch_size: int = 64, compute_value: bool = True) -> int:
+    """Embed the campaign's new prompts, responses and rationales; then compute data values."""
+    import logging
+
+    from annotations import data_value
+    from annotations.embeddings import EncoderUnavailable
+
+    log = logging.getLogger(__name__)
+    try:
+        encoded = data_value.campaign_embed(campaign_id, batch_size=batch_size)
+    except EncoderUnavailable as exc:
+        log.error("campaign_embed %s: sentence encoder unavailable: %s", campaign_id, exc)
+        data_value.record_failure(campaign_id, f"sentence encoder unavailable: {exc}")
+        return 0
+    except Campaign.DoesNotExist:
+        log.warning("campaign_embed: campaign %s does not exist", campaign_id)
+        return 0
+    if compute_value:
+        campaign_data_value.delay(campaign_id)
+    return encoded
+
+
+@shared_task(name="annotations.campaign_data_value", ignore_result=True, **_QUALITY_RETRY)
+def campaign_data_value(campaign_id: int) -> None:
+    """Per-expert KNN-Shapley data value, probe accuracy and near-duplicate tasks of one campaign."""
+    import logging
+
+    from annotations import data_value
+
+    try:
+        data_value.campaign_data_value(campaign_id)
+    except data_value.MissingEmbeddings as exc:
+        logging.getLogger(__name__).warning("campaign_data_value %s: %s", campaign_id, exc)
+        data_value.record_failure(campaign_id, str(exc))
+    except Campaign.DoesNotExist:
+        logging.getLogger(__name__).warning("campaign_data_value: campaign %s does not exist", campaign_id)
+
+
+@shared_task(name="annotations.campaign_generate_responses", ignore_result=True)
+def campaign_generate_responses(campaign_id: int, checkpoint_path: str, job_id: int | None = None) -> None:
+    """Sample candidate responses for a campaign's prompt-only tasks (progress and cancellation on GenerationJob)."""
+    import logging
+
+    from annotations import candidates
+
+    try:
+        candidates.campaign_generate_responses(campaign_id, checkpoint_path, job_id=job_id)
+    except Exception as exc:  # never crash the worker loop; the job row says why
+        logging.getLogger(__name__).exception("campaign_generate_responses %s failed", campaign_id)
+        if job_id is not None:
+            from django.utils import timezone
+
+            from annotations.models import GenerationJob
+
+            GenerationJob.objects.filter(pk=job_id).exclude(state__in=["done", "cancelled"]).update(
+                state="failed", error=f"{type(exc).__name__}: {exc}"[:2000], finished_at=timezone.now())

@@ -21,3 +21,31 @@ urlpatterns = [
     path("campaigns/<int:campaign_id>/consensus", api_quality.CampaignConsensusApi.as_view(),
          name="campaign-consensus"),
 ]
+
+# Exports (issue 6).
+from annotations import api_exports  # noqa: E402
+
+urlpatterns += [
+    path("campaigns/<int:campaign_id>/exports", api_exports.CampaignExportsApi.as_view(), name="campaign-exports"),
+    path("exports/<int:export_id>/", api_exports.ExportDetailApi.as_view(), name="export-detail"),
+    path("exports/<int:export_id>/download", api_exports.ExportDownloadApi.as_view(), name="export-download"),
+]
+
+# Disputes and notifications (issue 7).
+from annotations import api_moderation  # noqa: E402
+
+urlpatterns += [
+    path("disputes", api_moderation.DisputeListCreateApi.as_view(), name="disputes"),
+    path("disputes/<int:dispute_id>", api_moderation.DisputeDetailApi.as_view(), name="dispute-detail"),
+    path("me/notifications", api_moderation.NotificationListApi.as_view(), name="me-notifications"),
+    path("me/notifications/read", api_moderation.NotificationReadApi.as_view(), name="me-notifications-read"),
+]
+
+# Data value (transformers).
+from annotations import api_data_value  # noqa: E402
+
+urlpatterns += [
+    path("campaigns/<int:campaign_id>/data-value", api_data_value.CampaignDataValueApi.as_view(),
+         name="campaign-data-value"),
+    path("me/data-value", api_data_value.MyDataValueApi.as_view(), name="me-data-value"),
+]

@@ -1,15 +1,22 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from annotations import views as annotation_views
+from datadao.middleware import csp_override
+
+SWAGGER_CDN = "https://cdn.jsdelivr.net"
 
 api_v1 = [
     path("", include("annotations.urls")),
     path("", include("rewards.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # Swagger UI comes from its CDN and its page script from ?script (no inline script).
+    path("docs/", csp_override(
+        SpectacularSwaggerSplitView.as_view(url_name="schema"), script_src=["'self'", SWAGGER_CDN],
+        style_src=["'self'", SWAGGER_CDN, "'unsafe-inline'"], img_src=["'self'", "data:", SWAGGER_CDN],
+    ), name="swagger-ui"),
 ]
 
 urlpatterns = [

@@ -5,7 +5,6 @@ token). Every view states who may call it.
 """
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
@@ -136,7 +135,7 @@ class LedgerEntryOutput(serializers.ModelSerializer):
         model = LedgerEntry
         fields = ["id", "created_at", "account", "campaign", "amount", "kind", "memo", "transaction", "epoch"]
 
-    @extend_schema_field(OpenApiTypes.INT)
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
     def get_campaign(self, entry: LedgerEntry) -> int | None:
         return entry.account.campaign_id or entry.transaction.campaign_id
 

@@ -27,6 +27,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from annotations import audit
 from rewards.bulk import insert_rows
 from rewards.models import Account, LedgerEntry, LedgerTransaction
 
@@ -233,6 +234,8 @@ def _post_locked(postings: Sequence[Posting], now: datetime) -> list[Posted]:
             [(created[p.key], account_id, amount, now) for p in fresh for account_id, amount in p.entries],
         )
         _apply_deltas({k: v for k, v in deltas.items() if v})
+        # The audit trail gets one row per new transaction, in this database transaction.
+        audit.ledger_postings_recorded(fresh, created, now)
 
     return [
         Posted(transaction_id=created[p.key], key=p.key, created=True)

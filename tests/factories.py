@@ -257,3 +257,31 @@ def judgments_bulk(rows: list[dict]) -> list:
     Task.objects.filter(pk__in={r["task"].pk for r in rows}, state=Task.State.OPEN,
                         judgment_count__gte=F("target_overlap")).update(state=Task.State.COMPLETE)
     return judgments
+
+
+# Exports (issue 6).
+
+
+def consensus_for(task: Task, ranks: list[int], *, margins: list[float] | None = None, margin: float = 0.9,
+                  n_raters: int = 3, version: int = 1):
+    """A stored consensus as the quality job writes it: ``pairs`` for positions ``i < j`` with ``p`` (weighted
+    share saying i is better), ``margin`` = |2p - 1| and ``votes``; the task's margin is the smallest pair's.
+    ``margins``: one per pair in ``(0, 1), (0, 2), ..., (1, 2), ...`` order; default ``margin`` for all."""
+    from django.utils import timezone
+
+    from annotations.models import TaskConsensus
+
+    k = len(ranks)
+    pairs = []
+    index = 0
+    for i in range(k):
+        for j in range(i + 1, k):
+            m = margins[index] if margins is not None else margin
+            index += 1
+            p = 0.5 if ranks[i] == ranks[j] else ((1 + m) / 2 if ranks[i] < ranks[j] else (1 - m) / 2)
+            pairs.append({"i": i, "j": j, "p": round(p, 3), "margin": round(m, 3), "votes": n_raters})
+    return TaskConsensus.objects.create(
+        task=task, campaign=task.campaign, ranks=ranks, pairs=pairs, margin=min(p["margin"] for p in pairs),
+        n_raters=n_raters, method="weighted_vote" if k == 2 else "bradley_terry", version=version,
+        computed_at=timezone.now(),
+    )

@@ -6,6 +6,7 @@ executed in-process. ``DATABASE_URL`` (PostgreSQL) and ``CELERY_BROKER_URL``
 ``DJANGO_SETTINGS_MODULE=datadao.settings.production``, which refuses to start
 without its secrets.
 """
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -20,7 +21,8 @@ SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="dev-insecure-key-do-not-use-i
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Django admin on the moderators-only, audited site (annotations.admin_site).
+    "datadao.apps.ModeratorAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -30,18 +32,31 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "axes",
     "annotations",
     "rewards",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "datadao.middleware.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "annotations.audit.AuditContextMiddleware",
+    # Login lockouts; must stay last.
+    "axes.middleware.AxesMiddleware",
+]
+
+# django-axes watches every password login (pages and admin) and refuses a
+# username from an address after AXES_FAILURE_LIMIT failures for the
+# cool-off; it must come first among the backends.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "datadao.urls"
@@ -97,6 +112,41 @@ STORAGES = {
 }
 
 LOGIN_URL = "login"
+# Five wrong passwords for one username from one address lock that pair out
+# for 15 minutes (answered 429); a success resets the count. Addresses are
+# read like the audit trail reads them (DATADAO_TRUSTED_PROXIES).
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "annotations.audit.client_ip"
+# Proxies in front of the app that append to X-Forwarded-For (0: use REMOTE_ADDR).
+DATADAO_TRUSTED_PROXIES = env.int("DATADAO_TRUSTED_PROXIES", default=0)
+
+# Sessions: a working day, renewed while in use; cookies never readable by scripts.
+SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=12 * 60 * 60)
+SESSION_SAVE_EVERY_REQUEST = False
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_HTTPONLY = True  # no page script reads the token; forms carry it
+CSRF_COOKIE_SAMESITE = "Lax"
+# Content-Security-Policy for pages (datadao.middleware): scripts and style
+# blocks need the per-request nonce; nothing loads from other origins.
+DATADAO_CSP = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'", "'nonce'"],
+    "style-src": ["'self'", "'nonce'"],
+    "style-src-attr": ["'unsafe-inline'"],
+    "img-src": ["'self'", "data:"],
+    "font-src": ["'self'"],
+    "connect-src": ["'self'"],
+    "object-src": ["'none'"],
+    "base-uri": ["'none'"],
+    "form-action": ["'self'"],
+    "frame-ancestors": ["'none'"],
+}
+# Disputes may be opened this many days after the decision they contest.
+DATADAO_DISPUTE_WINDOW_DAYS = env.int("DATADAO_DISPUTE_WINDOW_DAYS", default=30)
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
@@ -127,7 +177,7 @@ DATADAO_QUALIFICATION_RETRY_HOURS = env.int("DATADAO_QUALIFICATION_RETRY_HOURS",
 # Exports: files under this folder (one subfolder per campaign and export).
 DATADAO_EXPORT_ROOT = env.str("DATADAO_EXPORT_ROOT", default=str(Path(str(MEDIA_ROOT)) / "exports"))
 # Tasks read per keyset page (one short transaction each) while building an export.
-DATADAO_EXPORT_CHUNK = env.int("DATADAO_EXPORT_CHUNK", default=5000)
+DATADAO_EXPORT_CHUNK = env.int("DATADAO_EXPORT_CHUNK", default=1000)
 # Tokenizers a lab may name for a tokenizer-aware export: registered names
 # (name=/path,name2=/path2), or a path inside one of the roots. Only local
 # files are read; nothing is fetched from a model hub.
@@ -153,6 +203,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "assignment": env.str("DATADAO_THROTTLE_ASSIGNMENT", default="600/min"),
         "import": env.str("DATADAO_THROTTLE_IMPORT", default="60/min"),
+        "dispute": env.str("DATADAO_THROTTLE_DISPUTE", default="30/hour"),
     },
 }
 

@@ -28,6 +28,13 @@ SECURE_REFERRER_POLICY = "same-origin"
 SESSION_COOKIE_SECURE = True
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SECURE = True
+# __Host- cookies are sent only over HTTPS, to this exact host, for every path.
+SESSION_COOKIE_NAME = "__Host-sessionid"
+CSRF_COOKIE_NAME = "__Host-csrftoken"
+# Only for cross-origin form posts; same-origin requests are checked against the host.
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+# Behind the TLS-terminating proxy (SECURE_PROXY_SSL_HEADER): one hop appends X-Forwarded-For.
+DATADAO_TRUSTED_PROXIES = env.int("DATADAO_TRUSTED_PROXIES", default=1)
 X_FRAME_OPTIONS = "DENY"
 
 STORAGES = {

@@ -1,0 +1,204 @@
+"""Export benchmark: ``export_build`` of 1M preference pairs read from PostgreSQL, JSONL and Parquet.
+
+Run: .venv/bin/python bench/export_bench.py [--pairs 1000000] [--runs 3] [--keep] [--formats trl_preference]
+
+Creates the database ``bench_export`` (psql) and migrates it, then loads a
+synthetic K=2 campaign with COPY (not timed): one task per pair (prompts of
+10..60 words), two responses each (30..200 words), a consensus row per task
+with a margin above the campaign's minimum, and a quality report.
+
+Timed, each run in a fresh process so its peak memory is its own: the whole
+service call (count, keyset-paginated reads, row building, writing, SHA-256,
+dataset card, atomic rename). Prints every run, the median of ``--runs`` per
+file format, pairs per second and peak RSS, and checks that the runs of one
+file format produced the same checksum.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+DATABASE = "bench_export"
+URL = f"postgres://root@127.0.0.1:5432/{DATABASE}"
+FILES = Path(os.environ.get("BENCH_EXPORT_ROOT", "/tmp/bench_export_files"))
+
+
+def setup_django() -> None:
+    os.environ["DATABASE_URL"] = URL
+    os.environ["DJANGO_DEBUG"] = "false"  # as in production: no query log
+    os.environ["DATADAO_EXPORT_ROOT"] = str(FILES)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "datadao.settings")
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+def create_database() -> None:
+    exists = subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "root", "-d", "postgres", "-tAc",
+         f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"], capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    if exists != "1":
+        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "root", "-d", "postgres", "-c",
+                        f"CREATE DATABASE {DATABASE}"], check=True)
+
+
+def _texts(rng: np.random.Generator, n: int, low: int, high: int) -> list[str]:
+    """``n`` texts of ``low..high`` words cut from one long random text (fast to build)."""
+    r = random.Random(int(rng.integers(1 << 30)))
+    vocab = ["".join(r.choices("abcdefghijklmnopqrstuvwxyz", k=r.randint(2, 9))) for _ in range(5000)]
+    words = r.choices(vocab, k=2_000_000)
+    lengths = rng.integers(low, high + 1, n)
+    starts = rng.integers(0, len(words) - high, n)
+    return [" ".join(words[s : s + n_words]) for s, n_words in zip(starts.tolist(), lengths.tolist())]
+
+
+def _copy(cursor, table: str, columns: list[str], rows) -> None:
+    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def load(n: int) -> int:
+    """Load the synthetic campaign with COPY; returns its id. Not timed."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from annotations.models import Campaign, Lab, QualityReport
+
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(0)
+    lab, _ = Lab.objects.get_or_create(slug="bench", defaults={"name": "Bench"})
+    campaign = Campaign.objects.create(lab=lab, name=f"export bench {n}", domain="medicine",
+                                       status=Campaign.Status.OPEN, task_count=n, consensus_min_margin=0.6,
+                                       allowed_uses=["research"])
+    now = timezone.now() - timedelta(days=1)
+    step = 200_000  # texts are built per slice, so loading needs little memory too
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT coalesce(max(id), 0) FROM annotations_task")
+        task0 = cursor.fetchone()[0]
+        for start in range(0, n, step):
+            stop = min(n, start + step)
+            m = stop - start
+            prompts = _texts(rng, m, 10, 60)
+            _copy(cursor, "annotations_task", ["id", "campaign_id", "external_id", "prompt", "metadata", "is_gold",
+                                               "state", "target_overlap", "filled", "judgment_count", "created_at"],
+                  ((task0 + start + t + 1, campaign.pk, f"t{start + t}", json.dumps(prompts[t]), "{}", False,
+                    "complete", 3, 3, 3, now) for t in range(m)))
+            texts = _texts(rng, 2 * m, 30, 200)
+            _copy(cursor, "annotations_response", ["task_id", "position", "model_name", "text"],
+                  ((task0 + start + t // 2 + 1, t % 2, f"model-{t % 2}", texts[t]) for t in range(2 * m)))
+            first_better = rng.random(m) < 0.5
+            margin = np.round(rng.uniform(0.61, 1.0, m), 6)
+            p = np.round(np.where(first_better, (1 + margin) / 2, (1 - margin) / 2), 3)
+            _copy(cursor, "annotations_taskconsensus",
+                  ["task_id", "campaign_id", "ranks", "pairs", "margin", "n_raters", "method", "version",
+                   "last_judgment_id", "computed_at"],
+                  ((task0 + start + t + 1, campaign.pk, "[1, 2]" if first_better[t] else "[2, 1]",
+                    json.dumps([{"i": 0, "j": 1, "p": float(p[t]), "margin": round(float(margin[t]), 3),
+                                 "votes": 3}]),
+                    float(margin[t]), 3, "weighted_vote", 1, 0, now) for t in range(m)))
+            print(f"  {stop:,} tasks loaded ({time.perf_counter() - t0:.0f} s)", flush=True)
+        for table in ("annotations_task", "annotations_response"):
+            cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+    QualityReport.objects.create(
+        campaign=campaign, version=1, computed_at=now, fingerprint="bench", n_judgments=3 * n, n_tasks=n, n_raters=50,
+        figures={"alpha_nominal": {"value": 0.72, "low": 0.71, "high": 0.73}, "raw_agreement": 0.86},
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    print(f"  loaded {n:,} pairs in {time.perf_counter() - t0:.0f} s (not timed)", flush=True)
+    return campaign.pk
+
+
+def child(campaign_id: int, export_format: str, file_format: str) -> None:
+    """One timed run in this fresh process; prints a JSON line."""
+    setup_django()
+    from annotations import tasks
+    from annotations.exports import services
+    from annotations.models import Campaign
+
+    tasks.export_build.delay = lambda *args, **kwargs: None  # built below, timed, not by the request
+
+    campaign = Campaign.objects.get(pk=campaign_id)
+    export = services.export_request(campaign=campaign, user=None, format=export_format, file_format=file_format,
+                                     use="research")
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    export = services.export_build(export_id=export.pk)
+    seconds = time.perf_counter() - t0
+    assert export.state == "done", export.error
+    print(json.dumps({
+        "seconds": seconds, "rows": export.rows_train + export.rows_test, "sha256": export.sha256_train,
+        "bytes": export.bytes_train, "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "baseline_mib": rss_before / 1024,
+    }))
+    shutil.rmtree(FILES / str(campaign_id) / str(export.pk), ignore_errors=True)
+
+
+def timed_run(campaign_id: int, export_format: str, file_format: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", str(campaign_id), "--formats", export_format,
+                          "--file-formats", file_format], capture_output=True, text=True, check=True, cwd=ROOT)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pairs", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--formats", default="trl_preference", help="comma-separated export formats")
+    parser.add_argument("--file-formats", default="jsonl,parquet")
+    parser.add_argument("--child", type=int)
+    parser.add_argument("--keep", action="store_true", help="reuse the campaign loaded last time")
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.formats, args.file_formats)
+        return
+    create_database()
+    setup_django()
+    from django.core.management import call_command
+
+    from annotations.models import Campaign
+
+    call_command("migrate", verbosity=0)
+    existing = Campaign.objects.filter(name=f"export bench {args.pairs}").order_by("-id").first()
+    if args.keep and existing:
+        campaign_id = existing.pk
+    else:
+        print(f"loading {args.pairs:,} pairs into {DATABASE} ...", flush=True)
+        campaign_id = load(args.pairs)
+    from django.db import connection
+
+    connection.close()
+    for export_format in args.formats.split(","):
+        for file_format in args.file_formats.split(","):
+            runs = []
+            for i in range(args.runs):
+                run = timed_run(campaign_id, export_format, file_format)
+                runs.append(run)
+                print(f"  {export_format}/{file_format} run {i + 1}: {run['rows']:,} rows in {run['seconds']:.2f} s "
+                      f"({run['rows'] / run['seconds']:,.0f} pairs/s), {run['bytes'] / 2**20:,.0f} MiB, peak RSS "
+                      f"{run['peak_mib']:,.0f} MiB (Django baseline {run['baseline_mib']:,.0f})", flush=True)
+            median = statistics.median(r["seconds"] for r in runs)
+            same = len({r["sha256"] for r in runs}) == 1
+            print(f"{export_format}/{file_format}: median {median:.2f} s = {runs[0]['rows'] / median:,.0f} pairs/s, "
+                  f"max peak RSS {max(r['peak_mib'] for r in runs):,.0f} MiB, identical sha256 across runs: {same}",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
