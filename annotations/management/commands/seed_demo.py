@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import random
 
+from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -11,6 +12,9 @@ from rest_framework.authtoken.models import Token
 from annotations import demo_data, roles, services
 from annotations.importing import iter_array
 from annotations.models import Campaign, Domain, Expert, ExpertDomain, Lab
+from rewards import ledger
+from rewards import services as reward_services
+from rewards.models import Account, LedgerTransaction
 
 DEMO_PASSWORD = "demo-password-123"
 
@@ -41,7 +45,11 @@ class Command(BaseCommand):
         lab.members.add(lab_user)
         token, _ = Token.objects.get_or_create(user=lab_user)
 
-        user("moderator", roles.MODERATOR, staff=True)
+        moderator = user("moderator", roles.MODERATOR, staff=True)
+        token_unit = 10 ** settings.DATADAO_TOKEN_DECIMALS
+        # The lab's deposit, credited by the moderator (the reference makes it idempotent).
+        reward_services.lab_topup(lab=lab, amount=10_000 * token_unit, reference="demo-deposit-1", actor=moderator)
+        demo_experts = []
         for index, (name, domain) in enumerate(
             [("dr_ada", Domain.MEDICINE), ("dr_basil", Domain.MEDICINE), ("coder_cy", Domain.CODE)]
         ):
@@ -51,6 +59,18 @@ class Command(BaseCommand):
                 defaults={"domains": [domain], "credentials": "Demo expert", "state": Expert.State.VETTED},
             )
             ExpertDomain.objects.get_or_create(expert=expert, domain=domain, defaults={"state": ExpertDomain.State.VETTED})
+            demo_experts.append(expert)
+        for expert in demo_experts:
+            # Each demo expert arrives with 100 tokens and bonds 50 of them.
+            ledger.ledger_post(
+                key=f"demo:deposit:expert:{expert.pk}", kind=LedgerTransaction.Kind.TOPUP,
+                entries=[
+                    (ledger.external_account(), -100 * token_unit),
+                    (ledger.expert_account(expert, Account.Kind.AVAILABLE), 100 * token_unit),
+                ],
+                memo="Demo deposit",
+            )
+            reward_services.stake_bond(expert=expert, amount=50 * token_unit, client_key="demo-stake")
 
         specs = [
             ("Clinical prescribing safety", Domain.MEDICINE, demo_data.medicine_tasks,
@@ -67,10 +87,14 @@ class Command(BaseCommand):
                 )
             rows = list(generator(tasks, rng))
             services.task_import(campaign=campaign, rows=lambda rows=rows: iter_array(rows))
+            reward_services.campaign_fund(
+                campaign=campaign, amount=1_000 * token_unit, actor=lab_user, client_key="demo-funding",
+            )
             if campaign.status != Campaign.Status.OPEN:
                 services.campaign_transition(campaign=campaign, action="open")
 
         self.stdout.write(self.style.SUCCESS("Demo data ready."))
+        self.stdout.write("  Lab 'acme-ai' holds 8,000 tokens; each campaign has 1,000 in escrow; experts bonded 50 each.")
         self.stdout.write(f"  Lab API token:  {token.key}   (user 'lab', lab 'acme-ai')")
         self.stdout.write(f"  Experts:        dr_ada, dr_basil (medicine), coder_cy (code)")
         self.stdout.write(f"  Moderator:      moderator (Django admin at /admin/)")
