@@ -184,26 +184,7 @@ class JsonlParser(NdjsonParser):
 
 
 ImportResultOutput = inline_serializer(
-    "ImportResult",
-    fields={
-        "created": serializers.IntegerField(),
-        "skipped": serializers.IntegerField(),
-        "duplicate_prompts": inline_serializer(
-            "DuplicatePrompts",
-            fields={
-                "count": serializers.IntegerField(help_text="Imported rows whose prompt repeats an earlier task or row."),
-                "examples": inline_serializer(
-                    "DuplicatePrompt",
-                    fields={
-                        "line": serializers.IntegerField(),
-                        "external_id": serializers.CharField(),
-                        "same_prompt_as": serializers.CharField(help_text="external_id of the first task with it."),
-                    },
-                    many=True,
-                ),
-            },
-        ),
-    },
+    "ImportResult", fields={"created": serializers.IntegerField(), "skipped": serializers.IntegerField()},
 )
 
 
@@ -237,13 +218,7 @@ class TaskImportApi(APIView):
             if exc.truncated:
                 body["truncated"] = True
             return Response(body, status=status.HTTP_400_BAD_REQUEST)
-        return Response(
-            {
-                "created": result.created, "skipped": result.skipped,
-                "duplicate_prompts": {"count": result.duplicate_prompts, "examples": result.duplicate_examples or []},
-            },
-            status=status.HTTP_201_CREATED,
-        )
+        return Response({"created": result.created, "skipped": result.skipped}, status=status.HTTP_201_CREATED)
 
     @staticmethod
     def _check_size(request) -> None:

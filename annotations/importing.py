@@ -21,16 +21,6 @@ MAX_TEXT = 200_000
 ALLOWED_KEYS = {"external_id", "prompt", "responses", "metadata", "gold"}
 
 
-def prompt_digest(prompt: Any) -> str:
-    """Digest of a prompt with case and whitespace folded, so trivially different copies match."""
-    if isinstance(prompt, list):
-        text = "\n".join(f"{m.get('role', '')}: {m.get('content', '')}" for m in prompt if isinstance(m, dict))
-    else:
-        text = str(prompt)
-    normalised = " ".join(text.casefold().split())
-    return hashlib.blake2b(normalised.encode(), digest_size=16).hexdigest()
-
-
 @dataclass
 class RowError:
     line: int
@@ -53,7 +43,6 @@ class TaskRow:
     responses: list[dict[str, str]]
     metadata: dict[str, Any] = field(default_factory=dict)
     gold_ranks: list[int] | None = None
-    prompt_hash: str = ""
 
 
 class ImportErrors(Exception):

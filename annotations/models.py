@@ -153,10 +153,6 @@ class Task(models.Model):
     target_overlap = models.PositiveSmallIntegerField(help_text="Raters wanted now (raised by adaptive overlap).")
     filled = models.PositiveSmallIntegerField(default=0, help_text="Live leases plus submitted judgments.")
     judgment_count = models.PositiveSmallIntegerField(default=0)
-    prompt_hash = models.CharField(
-        max_length=32, blank=True, default="",
-        help_text="Digest of the normalised prompt (case and whitespace folded): finds repeated prompts at import.",
-    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -169,7 +165,6 @@ class Task(models.Model):
         indexes = [
             # The assignment query: open, non-gold tasks of a campaign, fullest first.
             models.Index(fields=["campaign", "state", "is_gold", "-filled", "id"], name="task_assign_idx"),
-            models.Index(fields=["campaign", "prompt_hash"], name="task_prompt_hash_idx"),
         ]
 
     def __str__(self) -> str:

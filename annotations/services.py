@@ -15,7 +15,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from annotations.importing import ImportErrors, TaskRow, iter_valid, prompt_digest, validate_all
+from annotations.importing import ImportErrors, TaskRow, iter_valid, validate_all
 from annotations.models import Campaign, Lab, Response, Task
 
 GOLD_TARGET_OVERLAP = 32767  # gold tasks are served to every expert once; no overlap cap
@@ -84,19 +84,11 @@ def campaign_transition(*, campaign: Campaign, action: str) -> Campaign:
     return campaign
 
 
-MAX_DUPLICATE_EXAMPLES = 100
-
-
 @dataclass
 class ImportResult:
     created: int
     skipped: int
     rows: int
-    # Imported rows whose prompt (case and whitespace folded) repeats an earlier
-    # task of the campaign or an earlier row of the upload: imported, but reported
-    # so the lab can see it is paying twice for one prompt.
-    duplicate_prompts: int = 0
-    duplicate_examples: list[dict[str, Any]] | None = None
 
 
 def task_import(
@@ -125,33 +117,15 @@ def task_import(
         locked = Campaign.objects.select_for_update(no_key=True).get(pk=campaign.pk)
         # A first import into an empty campaign cannot collide; skip the lookups.
         empty = not Task.objects.filter(campaign=locked).exists()
-        seen_prompts: dict[str, str] = {}
-        duplicates = 0
-        examples: list[dict[str, Any]] = []
         for chunk in _chunks(iter_valid(rows(), k), IMPORT_CHUNK):
             existing = set() if empty else set(
                 Task.objects.filter(campaign=locked, external_id__in=[r.external_id for r in chunk])
                 .values_list("external_id", flat=True)
             )
             fresh = [r for r in chunk if r.external_id not in existing]
-            if not fresh:
-                continue
-            for row in fresh:
-                row.prompt_hash = prompt_digest(row.prompt)
-            earlier = {} if empty else dict(
-                Task.objects.filter(campaign=locked, prompt_hash__in={r.prompt_hash for r in fresh})
-                .order_by("-id").values_list("prompt_hash", "external_id")
-            )
-            for row in fresh:
-                original = earlier.get(row.prompt_hash) or seen_prompts.get(row.prompt_hash)
-                if original is not None:
-                    duplicates += 1
-                    if len(examples) < MAX_DUPLICATE_EXAMPLES:
-                        examples.append({"line": row.line, "external_id": row.external_id, "same_prompt_as": original})
-                else:
-                    seen_prompts[row.prompt_hash] = row.external_id
-            _insert_tasks(locked, fresh)
-            created += len(fresh)
+            if fresh:
+                _insert_tasks(locked, fresh)
+                created += len(fresh)
         if created:
             Campaign.objects.filter(pk=locked.pk).update(task_count=F("task_count") + created)
     if created >= ANALYZE_AFTER_ROWS and connection.vendor == "postgresql":
@@ -161,10 +135,7 @@ def task_import(
         with connection.cursor() as cursor:
             cursor.execute(f"ANALYZE {Task._meta.db_table}")
     campaign.refresh_from_db(fields=["task_count"])
-    return ImportResult(
-        created=created, skipped=count - created, rows=count,
-        duplicate_prompts=duplicates, duplicate_examples=examples,
-    )
+    return ImportResult(created=created, skipped=count - created, rows=count)
 
 
 def _empty_error():
@@ -193,7 +164,6 @@ def _task_fields(campaign: Campaign, row: TaskRow) -> dict[str, Any]:
         "gold": row.gold_ranks,
         "is_gold": is_gold,
         "target_overlap": GOLD_TARGET_OVERLAP if is_gold else campaign.overlap,
-        "prompt_hash": getattr(row, "prompt_hash", "") or prompt_digest(row.prompt),
     }
 
 
@@ -220,10 +190,7 @@ def _insert_tasks_copy(campaign: Campaign, rows: list[TaskRow]) -> None:
             [Task._meta.db_table, len(rows)],
         )
         ids = [r[0] for r in cursor.fetchall()]
-        columns = (
-            "id, campaign_id, external_id, prompt, metadata, gold, is_gold, state, target_overlap, filled, "
-            "judgment_count, prompt_hash, created_at"
-        )
+        columns = "id, campaign_id, external_id, prompt, metadata, gold, is_gold, state, target_overlap, filled, judgment_count, created_at"
         with cursor.copy(f"COPY {Task._meta.db_table} ({columns}) FROM STDIN") as copy:
             for task_id, row in zip(ids, rows):
                 fields = _task_fields(campaign, row)
@@ -231,7 +198,7 @@ def _insert_tasks_copy(campaign: Campaign, rows: list[TaskRow]) -> None:
                     (
                         task_id, campaign.pk, fields["external_id"], orjson.dumps(fields["prompt"]).decode(),
                         orjson.dumps(fields["metadata"]).decode(), None if fields["gold"] is None else orjson.dumps(fields["gold"]).decode(),
-                        fields["is_gold"], Task.State.OPEN, fields["target_overlap"], 0, 0, fields["prompt_hash"], now,
+                        fields["is_gold"], Task.State.OPEN, fields["target_overlap"], 0, 0, now,
                     )
                 )
         with cursor.copy(f"COPY {Response._meta.db_table} (task_id, position, model_name, text) FROM STDIN") as copy:

@@ -39,9 +39,7 @@ def upload(client, campaign, content: bytes):
 def test_json_array_import_creates_tasks_and_responses(lab_client, campaign):
     response = lab_client.post(url(campaign), [row(1), row(2)], format="json")
     assert response.status_code == 201, response.content
-    body = response.json()
-    assert (body["created"], body["skipped"]) == (2, 0)
-    assert body["duplicate_prompts"] == {"count": 0, "examples": []}
+    assert response.json() == {"created": 2, "skipped": 0}
     task = Task.objects.get(campaign=campaign, external_id="ext-1")
     assert [r.text for r in task.responses.order_by("position")] == ["Answer A 1", "Answer B 1"]
     assert task.target_overlap == campaign.overlap and task.state == "open"
@@ -68,11 +66,9 @@ def test_jsonl_raw_body(lab_client, campaign):
 
 
 def test_reimport_is_idempotent(lab_client, campaign):
-    first = lab_client.post(url(campaign), [row(1), row(2)], format="json").json()
-    assert (first["created"], first["skipped"]) == (2, 0)
-    again = lab_client.post(url(campaign), [row(1), row(2), row(3)], format="json").json()
-    assert (again["created"], again["skipped"]) == (1, 2)
-    assert again["duplicate_prompts"]["count"] == 0
+    assert lab_client.post(url(campaign), [row(1), row(2)], format="json").json() == {"created": 2, "skipped": 0}
+    again = lab_client.post(url(campaign), [row(1), row(2), row(3)], format="json")
+    assert again.json() == {"created": 1, "skipped": 2}
     assert Task.objects.filter(campaign=campaign).count() == 3
     campaign.refresh_from_db()
     assert campaign.task_count == 3
@@ -195,29 +191,3 @@ def test_lab_lists_tasks_filtered(lab_client, campaign):
     body = lab_client.get(f"/api/v1/campaigns/{campaign.id}/tasks/", {"external_id": "ext-2"}).json()
     assert body["count"] == 1
     assert body["results"][0]["responses"][1]["text"] == "Answer B 2"
-
-
-def test_repeated_prompts_are_imported_but_reported(lab_client, campaign):
-    """A lab paying twice for one prompt sees it: within the upload and against earlier imports,
-    ignoring case and whitespace; chat prompts compare by their messages."""
-    chat = [{"role": "user", "content": "Is  ibuprofen safe with warfarin?"}]
-    first = lab_client.post(url(campaign), [row(1, prompt="What is the dose?"), row(2, prompt=chat)], format="json")
-    assert first.json()["duplicate_prompts"]["count"] == 0
-    second = lab_client.post(
-        url(campaign),
-        [
-            row(3, prompt="what is   the DOSE?"),
-            row(4, prompt="A genuinely new question"),
-            row(5, prompt="a genuinely new question "),
-            row(6, prompt=[{"role": "user", "content": "is ibuprofen safe with warfarin?"}]),
-            row(7, prompt=[{"role": "system", "content": "is ibuprofen safe with warfarin?"}]),
-        ],
-        format="json",
-    ).json()
-    assert second["created"] == 5
-    assert second["duplicate_prompts"]["count"] == 3
-    assert second["duplicate_prompts"]["examples"] == [
-        {"line": 1, "external_id": "ext-3", "same_prompt_as": "ext-1"},
-        {"line": 3, "external_id": "ext-5", "same_prompt_as": "ext-4"},
-        {"line": 4, "external_id": "ext-6", "same_prompt_as": "ext-2"},
-    ]
