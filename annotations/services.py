@@ -20,7 +20,6 @@ from annotations.models import Campaign, Lab, Response, Task
 
 GOLD_TARGET_OVERLAP = 32767  # gold tasks are served to every expert once; no overlap cap
 IMPORT_CHUNK = 2000
-ANALYZE_AFTER_ROWS = 10_000
 
 
 class ServiceError(Exception):
@@ -128,12 +127,6 @@ def task_import(
                 created += len(fresh)
         if created:
             Campaign.objects.filter(pk=locked.pk).update(task_count=F("task_count") + created)
-    if created >= ANALYZE_AFTER_ROWS and connection.vendor == "postgresql":
-        # A large import changes the task table's shape; refresh the planner's
-        # statistics now so the assignment query keeps its index walk instead
-        # of waiting for autovacuum to notice.
-        with connection.cursor() as cursor:
-            cursor.execute(f"ANALYZE {Task._meta.db_table}")
     campaign.refresh_from_db(fields=["task_count"])
     return ImportResult(created=created, skipped=count - created, rows=count)
 
