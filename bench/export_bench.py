@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import resource
 import shutil
 import statistics
@@ -29,6 +28,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
+from pgbench_common import create_database, random_texts
 
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "bench_export"
@@ -45,26 +45,6 @@ def setup_django() -> None:
     import django
 
     django.setup()
-
-
-def create_database() -> None:
-    exists = subprocess.run(
-        ["psql", "-h", "127.0.0.1", "-U", "root", "-d", "postgres", "-tAc",
-         f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"], capture_output=True, text=True, check=True,
-    ).stdout.strip()
-    if exists != "1":
-        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "root", "-d", "postgres", "-c",
-                        f"CREATE DATABASE {DATABASE}"], check=True)
-
-
-def _texts(rng: np.random.Generator, n: int, low: int, high: int) -> list[str]:
-    """``n`` texts of ``low..high`` words cut from one long random text (fast to build)."""
-    r = random.Random(int(rng.integers(1 << 30)))
-    vocab = ["".join(r.choices("abcdefghijklmnopqrstuvwxyz", k=r.randint(2, 9))) for _ in range(5000)]
-    words = r.choices(vocab, k=2_000_000)
-    lengths = rng.integers(low, high + 1, n)
-    starts = rng.integers(0, len(words) - high, n)
-    return [" ".join(words[s : s + n_words]) for s, n_words in zip(starts.tolist(), lengths.tolist())]
 
 
 def _copy(cursor, table: str, columns: list[str], rows) -> None:
@@ -94,12 +74,12 @@ def load(n: int) -> int:
         for start in range(0, n, step):
             stop = min(n, start + step)
             m = stop - start
-            prompts = _texts(rng, m, 10, 60)
+            prompts = random_texts(rng, m, 10, 60)
             _copy(cursor, "annotations_task", ["id", "campaign_id", "external_id", "prompt", "metadata", "is_gold",
                                                "state", "target_overlap", "filled", "judgment_count", "created_at"],
                   ((task0 + start + t + 1, campaign.pk, f"t{start + t}", json.dumps(prompts[t]), "{}", False,
                     "complete", 3, 3, 3, now) for t in range(m)))
-            texts = _texts(rng, 2 * m, 30, 200)
+            texts = random_texts(rng, 2 * m, 30, 200)
             _copy(cursor, "annotations_response", ["task_id", "position", "model_name", "text"],
                   ((task0 + start + t // 2 + 1, t % 2, f"model-{t % 2}", texts[t]) for t in range(2 * m)))
             first_better = rng.random(m) < 0.5
@@ -168,7 +148,7 @@ def main() -> None:
     if args.child:
         child(args.child, args.formats, args.file_formats)
         return
-    create_database()
+    create_database(DATABASE)
     setup_django()
     from django.core.management import call_command
 

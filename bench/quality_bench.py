@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import resource
 import statistics
 import subprocess
@@ -36,6 +35,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
+from pgbench_common import create_database, random_texts
 
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "bench_quality"
@@ -52,26 +52,6 @@ def setup_django() -> None:
     import django
 
     django.setup()
-
-
-def create_database() -> None:
-    exists = subprocess.run(
-        ["psql", "-h", "127.0.0.1", "-U", "root", "-d", "postgres", "-tAc",
-         f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"], capture_output=True, text=True, check=True,
-    ).stdout.strip()
-    if exists != "1":
-        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "root", "-d", "postgres", "-c",
-                        f"CREATE DATABASE {DATABASE}"], check=True)
-
-
-def _texts(rng: np.random.Generator, n: int, low: int, high: int) -> list[str]:
-    """``n`` texts of ``low..high`` words cut from one long random text (fast to build)."""
-    r = random.Random(int(rng.integers(1 << 30)))
-    vocab = ["".join(r.choices("abcdefghijklmnopqrstuvwxyz", k=r.randint(2, 9))) for _ in range(5000)]
-    words = r.choices(vocab, k=2_000_000)
-    lengths = rng.integers(low, high + 1, n)
-    starts = rng.integers(0, len(words) - high, n)
-    return [" ".join(words[s : s + n_words]) for s, n_words in zip(starts.tolist(), lengths.tolist())]
 
 
 def _synthetic(n_tasks: int, seed: int) -> dict:
@@ -129,7 +109,7 @@ def load(n_tasks: int) -> int:
         cursor.execute("SELECT coalesce(max(id), 0) FROM annotations_task")
         task0 = cursor.fetchone()[0]
         gold = data["gold_task"]
-        prompts = _texts(rng, n_tasks, 10, 60)
+        prompts = random_texts(rng, n_tasks, 10, 60)
         _copy(cursor, "annotations_task", ["id", "campaign_id", "external_id", "prompt", "metadata", "gold", "is_gold",
                                            "state", "target_overlap", "filled", "judgment_count", "created_at"],
               ((task0 + t + 1, campaign.pk, f"t{t}", json.dumps(prompts[t]), "{}",
@@ -137,7 +117,7 @@ def load(n_tasks: int) -> int:
                 "open" if gold[t] else "complete", 32767 if gold[t] else OVERLAP, int(data["per_task"][t]),
                 int(data["per_task"][t]), now)
                for t in range(n_tasks)))
-        texts = _texts(rng, 2 * n_tasks, 30, 200)
+        texts = random_texts(rng, 2 * n_tasks, 30, 200)
         _copy(cursor, "annotations_response", ["task_id", "position", "model_name", "text"],
               ((task0 + t // 2 + 1, t % 2, f"model-{t % 2}", texts[t]) for t in range(2 * n_tasks)))
         del prompts, texts
@@ -201,7 +181,7 @@ def add_judgments(campaign_id: int, n_tasks: int, seed: int) -> None:
                                            "state", "target_overlap", "filled", "judgment_count", "created_at"],
               ((task0 + t + 1, campaign.pk, f"late-{task0 + t + 1}", json.dumps("late prompt " * 10), "{}", False,
                 "complete", OVERLAP, int(data["per_task"][t]), int(data["per_task"][t]), now) for t in range(n_tasks)))
-        texts = _texts(np.random.default_rng(seed), 2 * n_tasks, 30, 200)
+        texts = random_texts(np.random.default_rng(seed), 2 * n_tasks, 30, 200)
         _copy(cursor, "annotations_response", ["task_id", "position", "model_name", "text"],
               ((task0 + t // 2 + 1, t % 2, "m", texts[t]) for t in range(2 * n_tasks)))
         words = np.array([len(texts[2 * t].split()) + len(texts[2 * t + 1].split()) + 20 for t in range(n_tasks)])
@@ -291,7 +271,7 @@ def main() -> None:
     if args.child:
         child(args.child)
         return
-    create_database()
+    create_database(DATABASE)
     setup_django()
     from django.core.management import call_command
 

@@ -83,6 +83,28 @@ def lab_topup(*, lab: Lab, amount: int, reference: str, actor) -> Posted:
     )
 
 
+def expert_deposit(*, expert: Expert, amount: int, reference: str, actor) -> Posted:
+    """Credit an expert with tokens deposited from outside (external -> available). Moderators and admins only.
+
+    Like ``lab_topup``, the deposit's own reference is the idempotency key.
+    """
+    if not _can_moderate(actor):
+        raise ServiceError("only moderators may credit deposits.", status=403)
+    amount = _positive_amount(amount)
+    reference = (reference or "").strip()
+    if not reference:
+        raise ServiceError("give the deposit's reference (invoice or transaction id).", field="reference")
+    return _ledger_call(
+        ledger.ledger_post,
+        insufficient="cannot credit the deposit",
+        key=f"deposit:expert:{expert.pk}:{reference}"[:200],
+        kind=Kind.TOPUP,
+        entries=[(ledger.external_account(), -amount), (ledger.expert_account(expert, Account.Kind.AVAILABLE), amount)],
+        memo=f"Deposit, reference {reference}"[:500],
+        created_by=actor,
+    )
+
+
 @dataclass(frozen=True)
 class FundResult:
     posted: Posted

@@ -148,16 +148,13 @@ def lab_deposit(lab: Lab, amount: int, reference: str | None = None):
 
 
 def expert_deposit(expert: Expert, amount: int):
-    """Give an expert available tokens (a deposit from outside: external -> available)."""
+    """Give an expert available tokens through the real deposit service, as a moderator would."""
     import uuid
 
-    from rewards import ledger
-    from rewards.models import Account, LedgerTransaction
+    from rewards import services
 
-    return ledger.ledger_post(
-        key=f"test-deposit:{uuid.uuid4().hex}", kind=LedgerTransaction.Kind.TOPUP,
-        entries=[(ledger.external_account(), -amount), (ledger.expert_account(expert, Account.Kind.AVAILABLE), amount)],
-        memo="Deposit",
+    return services.expert_deposit(
+        expert=expert, amount=amount, reference=uuid.uuid4().hex, actor=rewards_moderator(),
     )
 
 

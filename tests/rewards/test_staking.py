@@ -243,3 +243,14 @@ def test_suspended_experts_cannot_stake(funded_expert):
         services.stake_bond(expert=funded_expert, amount=TOKEN)
     assert exc.value.status == 403
     assert Account.objects.get(expert=funded_expert, kind=Account.Kind.AVAILABLE).balance == 100 * TOKEN
+
+
+def test_expert_deposit_is_for_moderators_and_counts_a_reference_once():
+    expert = factories.ExpertFactory()
+    moderator = factories.rewards_moderator()
+    with pytest.raises(ServiceError, match="only moderators"):
+        services.expert_deposit(expert=expert, amount=5, reference="inv-1", actor=expert.user)
+    services.expert_deposit(expert=expert, amount=5_000_000, reference="inv-1", actor=moderator)
+    services.expert_deposit(expert=expert, amount=5_000_000, reference="inv-1", actor=moderator)
+    assert expert_balances(expert=expert).available == 5_000_000
+    assert ledger_differences() == []

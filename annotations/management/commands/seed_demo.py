@@ -12,9 +12,7 @@ from rest_framework.authtoken.models import Token
 from annotations import demo_data, roles, services
 from annotations.importing import iter_array
 from annotations.models import Campaign, Domain, Expert, ExpertDomain, Lab
-from rewards import ledger
 from rewards import services as reward_services
-from rewards.models import Account, LedgerTransaction
 
 DEMO_PASSWORD = "demo-password-123"
 
@@ -62,13 +60,8 @@ class Command(BaseCommand):
             demo_experts.append(expert)
         for expert in demo_experts:
             # Each demo expert arrives with 100 tokens and bonds 50 of them.
-            ledger.ledger_post(
-                key=f"demo:deposit:expert:{expert.pk}", kind=LedgerTransaction.Kind.TOPUP,
-                entries=[
-                    (ledger.external_account(), -100 * token_unit),
-                    (ledger.expert_account(expert, Account.Kind.AVAILABLE), 100 * token_unit),
-                ],
-                memo="Demo deposit",
+            reward_services.expert_deposit(
+                expert=expert, amount=100 * token_unit, reference="demo-deposit", actor=moderator,
             )
             reward_services.stake_bond(expert=expert, amount=50 * token_unit, client_key="demo-stake")
 
@@ -96,6 +89,6 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS("Demo data ready."))
         self.stdout.write("  Lab 'acme-ai' holds 8,000 tokens; each campaign has 1,000 in escrow; experts bonded 50 each.")
         self.stdout.write(f"  Lab API token:  {token.key}   (user 'lab', lab 'acme-ai')")
-        self.stdout.write(f"  Experts:        dr_ada, dr_basil (medicine), coder_cy (code)")
-        self.stdout.write(f"  Moderator:      moderator (Django admin at /admin/)")
+        self.stdout.write("  Experts:        dr_ada, dr_basil (medicine), coder_cy (code)")
+        self.stdout.write("  Moderator:      moderator (Django admin at /admin/)")
         self.stdout.write(f"  Password (all): {DEMO_PASSWORD}")
