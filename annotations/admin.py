@@ -19,7 +19,7 @@ class LabAdmin(admin.ModelAdmin):
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
     list_display = ["name", "lab", "domain", "status", "responses_per_task", "overlap", "task_count", "created_at"]
-    list_filter = ["status", "domain", "lab"]
+    list_filter = ["status", "domain", "data_for_sale", "data_value_weighting", "lab"]
     search_fields = ["name", "lab__name"]
     date_hierarchy = "created_at"
     list_select_related = ["lab"]
@@ -147,3 +147,6 @@ from annotations import admin_exports  # noqa: E402,F401
 
 # Moderation (issue 7): disputes, own-ranking adjudication, voiding, audit trail.
 from annotations import admin_moderation  # noqa: E402,F401
+
+# Data value and candidate generation (issue 8): read-only.
+from annotations import admin_data_value  # noqa: E402,F401

@@ -34,7 +34,8 @@ class CampaignOutput(serializers.ModelSerializer):
             "responses_per_task", "strength_scale", "attribute_axes", "rationale_required", "rationale_min_length",
             "overlap", "max_overlap", "gold_rate", "lease_minutes", "reward_per_judgment", "min_stake",
             "licence", "allowed_uses", "consensus_min_margin", "gold_bar", "q_min", "stake_beta",
-            "slash_fraction", "treasury_fee_bps", "task_count", "created_at", "opened_at", "closed_at",
+            "slash_fraction", "treasury_fee_bps", "data_for_sale", "data_price", "data_value_weighting",
+            "data_value_cap", "task_count", "created_at", "opened_at", "closed_at",
         ]
 
 
@@ -91,6 +92,16 @@ class CampaignListCreateApi(ListAPIView):
         q_min = serializers.FloatField(required=False, min_value=0.0, max_value=0.99, default=0.5)
         stake_beta = serializers.FloatField(required=False, min_value=0.0, max_value=10.0, default=1.0)
         slash_fraction = serializers.FloatField(required=False, min_value=0.0, max_value=1.0, default=0.1)
+        data_for_sale = serializers.BooleanField(
+            required=False, default=False, help_text="Other labs may buy exports of the data (licence permitting).")
+        data_price = serializers.IntegerField(
+            required=False, min_value=0, default=0, help_text="Flat price of one export to another lab, base units.")
+        data_value_weighting = serializers.BooleanField(
+            required=False, default=False,
+            help_text="Multiply each rater's reward weight by their normalised data value.")
+        data_value_cap = serializers.FloatField(
+            required=False, min_value=1.0, max_value=10.0, default=2.0,
+            help_text="Largest data-value multiplier (the average rater gets 1).")
 
         def validate(self, data):
             if data.get("max_overlap") is not None and data["max_overlap"] < data["overlap"]:
@@ -138,7 +149,7 @@ class CampaignListCreateApi(ListAPIView):
             if len(lab_list) != 1:
                 raise ApiError([{"field": "lab", "message": "you belong to several labs; name one by its slug."}])
             lab = lab_list[0]
-        campaign = services.campaign_create(lab=lab, **fields)
+        campaign = _service_call(services.campaign_create, lab=lab, **fields)
         return Response(CampaignOutput(campaign).data, status=status.HTTP_201_CREATED)
 
 
@@ -184,7 +195,17 @@ class JsonlParser(NdjsonParser):
 
 
 ImportResultOutput = inline_serializer(
-    "ImportResult", fields={"created": serializers.IntegerField(), "skipped": serializers.IntegerField()},
+    "ImportResult", fields={
+        "created": serializers.IntegerField(), "skipped": serializers.IntegerField(),
+        "duplicates": inline_serializer("DuplicatePrompt", fields={
+            "line": serializers.IntegerField(), "external_id": serializers.CharField(),
+            "duplicate_of": serializers.CharField(help_text="External id of the earlier task with the same prompt."),
+            "duplicate_of_line": serializers.IntegerField(
+                allow_null=True, help_text="Its line in this upload; null for a task the campaign already had."),
+        }, many=True, help_text="Created tasks whose prompt repeats an earlier one (case and whitespace aside); "
+                                "reported, not refused. The first 100."),
+        "duplicates_total": serializers.IntegerField(),
+    },
 )
 
 
@@ -218,7 +239,10 @@ class TaskImportApi(APIView):
             if exc.truncated:
                 body["truncated"] = True
             return Response(body, status=status.HTTP_400_BAD_REQUEST)
-        return Response({"created": result.created, "skipped": result.skipped}, status=status.HTTP_201_CREATED)
+        return Response({
+            "created": result.created, "skipped": result.skipped,
+            "duplicates": [d.as_dict() for d in result.duplicates], "duplicates_total": result.duplicates_total,
+        }, status=status.HTTP_201_CREATED)
 
     @staticmethod
     def _check_size(request) -> None:

@@ -203,42 +203,47 @@ class ExportDownloadApi(APIView):
     )
     def get(self, request, export_id: int):
         export = selectors.export_for_lab_member(user=request.user, export_id=export_id)
-        if export.state != Export.State.DONE:
-            raise ApiError([{"message": f"the export is {export.state}; download it when it is done."}],
-                           status_code=status.HTTP_409_CONFLICT)
-        stem = f"{export.campaign.lab.slug}-campaign-{export.campaign_id}-export-{export.pk}"
-        root = Path(settings.DATADAO_EXPORT_ROOT)
-        ext = export.file_format
-        bundle = request.query_params.get("bundle")
-        part = request.query_params.get("part") or "train"
-        if bundle:
-            if bundle != "zip":
-                raise ApiError([{"field": "bundle", "message": "the only bundle is zip."}])
-            members: list[tuple[str, Path | bytes]] = [("README.md", export.card.encode("utf-8"))]
-            members += [(f"data/train.{ext}", root / export.train_file)]
-            if export.test_file:
-                members.append((f"data/test.{ext}", root / export.test_file))
-            response = StreamingHttpResponse(_zip_bundle(members), content_type="application/zip")
-            response["Content-Disposition"] = f'attachment; filename="{stem}.zip"'
-            return response
-        if part == "card":
-            response = HttpResponse(export.card.encode("utf-8"), content_type="text/markdown; charset=utf-8")
-            response["Content-Disposition"] = f'attachment; filename="{stem}-README.md"'
-            response["ETag"] = f'"{export.sha256_card}"'
-            return response
-        if part not in ("train", "test"):
-            raise ApiError([{"field": "part", "message": "choose train, test or card."}])
-        relative, digest = (export.train_file, export.sha256_train) if part == "train" else (
-            export.test_file, export.sha256_test)
-        if not relative:
-            raise ApiError([{"field": "part", "message": "this export has no test split."}],
-                           status_code=status.HTTP_404_NOT_FOUND)
-        path = root / relative
-        if not path.is_file():
-            raise ApiError([{"message": "the export's file is missing on the server; request the export again."}],
-                           status_code=status.HTTP_410_GONE)
-        content_type = "application/x-ndjson" if ext == Export.FileFormat.JSONL else "application/vnd.apache.parquet"
-        response = FileResponse(open(path, "rb"), as_attachment=True, filename=f"{stem}-{part}.{ext}",  # noqa: SIM115
-                                content_type=content_type)
-        response["ETag"] = f'"{digest}"'
+        return export_file_response(request, export)
+
+
+def export_file_response(request, export: Export):
+    """An export's file as asked for by ``?part=`` / ``?bundle=`` (also serves a buyer's purchased export)."""
+    if export.state != Export.State.DONE:
+        raise ApiError([{"message": f"the export is {export.state}; download it when it is done."}],
+                       status_code=status.HTTP_409_CONFLICT)
+    stem = f"{export.campaign.lab.slug}-campaign-{export.campaign_id}-export-{export.pk}"
+    root = Path(settings.DATADAO_EXPORT_ROOT)
+    ext = export.file_format
+    bundle = request.query_params.get("bundle")
+    part = request.query_params.get("part") or "train"
+    if bundle:
+        if bundle != "zip":
+            raise ApiError([{"field": "bundle", "message": "the only bundle is zip."}])
+        members: list[tuple[str, Path | bytes]] = [("README.md", export.card.encode("utf-8"))]
+        members += [(f"data/train.{ext}", root / export.train_file)]
+        if export.test_file:
+            members.append((f"data/test.{ext}", root / export.test_file))
+        response = StreamingHttpResponse(_zip_bundle(members), content_type="application/zip")
+        response["Content-Disposition"] = f'attachment; filename="{stem}.zip"'
         return response
+    if part == "card":
+        response = HttpResponse(export.card.encode("utf-8"), content_type="text/markdown; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{stem}-README.md"'
+        response["ETag"] = f'"{export.sha256_card}"'
+        return response
+    if part not in ("train", "test"):
+        raise ApiError([{"field": "part", "message": "choose train, test or card."}])
+    relative, digest = (export.train_file, export.sha256_train) if part == "train" else (
+        export.test_file, export.sha256_test)
+    if not relative:
+        raise ApiError([{"field": "part", "message": "this export has no test split."}],
+                       status_code=status.HTTP_404_NOT_FOUND)
+    path = root / relative
+    if not path.is_file():
+        raise ApiError([{"message": "the export's file is missing on the server; request the export again."}],
+                       status_code=status.HTTP_410_GONE)
+    content_type = "application/x-ndjson" if ext == Export.FileFormat.JSONL else "application/vnd.apache.parquet"
+    response = FileResponse(open(path, "rb"), as_attachment=True, filename=f"{stem}-{part}.{ext}",  # noqa: SIM115
+                            content_type=content_type)
+    response["ETag"] = f'"{digest}"'
+    return response

@@ -38,6 +38,7 @@ USER_AGENT_MAX = 500
 # Reads that are recorded like writes (when they answer 200): URL name -> action.
 AUDITED_READS = {
     "annotations_api:export-download": "export.download",
+    "rewards_api:purchase-download": "purchase.download",
 }
 # Form fields whose values never go into an audit row (names only).
 _SECRET_FIELDS = ("password", "token", "secret", "key")
@@ -236,7 +237,8 @@ class AuditContextMiddleware:
         user = _request_user(request)
         kwargs = dict(match.kwargs)
         object_id = next(iter(kwargs.values()), "") if kwargs else ""
-        object_type = "annotations.export" if "export_id" in kwargs else ""
+        object_type = ("annotations.export" if "export_id" in kwargs
+                       else "rewards.datapurchase" if "purchase_id" in kwargs else "")
         audit_record(
             action=AUDITED_READS[match.view_name], actor=user,
             object_type=object_type, object_id=object_id, request=request,

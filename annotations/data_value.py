@@ -15,6 +15,9 @@ Two services, both safe to run twice, and one selector:
   :class:`DataValue` and records the Bradley-Terry probe's held-out accuracy
   and near-duplicate tasks on the campaign's :class:`CampaignDataValueReport`.
 * :func:`near_duplicate_task_ids` is what exports read.
+* :func:`data_value_refresh_due` is the periodic job's claim: it picks the
+  running campaigns whose inputs (:func:`data_value_fingerprint`) changed
+  since their last computation, at most once per change.
 
 Judgments on gold tasks are not valued (gold is a honeypot and is the
 validation set). Validation pairs with identical features (copied tasks) are
@@ -29,9 +32,11 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 
 import numpy as np
 from django.db import transaction
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from annotations import embeddings as emb
@@ -52,6 +57,8 @@ logger = logging.getLogger(__name__)
 
 NEAR_DUPLICATE_COSINE = 0.97
 DEFAULT_K = 10
+# A queued computation that has not finished after this long (a worker died, the encoder failed) is queued again.
+REFRESH_RETRY_AFTER = timedelta(hours=6)
 _HASH_CHUNK = 500
 _encoder_cache: dict[str, object] = {}
 
@@ -200,6 +207,7 @@ def campaign_data_value(campaign_id: int, *, k: int = DEFAULT_K) -> CampaignData
     Needs :func:`campaign_embed` to have run (raises :class:`MissingEmbeddings`).
     """
     campaign = Campaign.objects.get(pk=campaign_id)
+    fingerprint = data_value_fingerprint(campaign_id)  # before reading: a change while computing reruns it
     tasks = {t.pk: t for t in Task.objects.filter(campaign=campaign).only("id", "prompt", "is_gold", "gold")}
     responses: dict[int, dict[int, str]] = {}
     for task_id, position, text in Response.objects.filter(task__campaign=campaign).values_list(
@@ -304,6 +312,7 @@ def campaign_data_value(campaign_id: int, *, k: int = DEFAULT_K) -> CampaignData
         report.probe_n_test = n_test if probe_accuracy is not None else 0
         report.near_duplicate_task_ids = near_dupes
         report.computed_at = now
+        report.fingerprint = fingerprint
         report.save()
     return report
 
@@ -320,3 +329,58 @@ def near_duplicate_task_ids(campaign_id: int) -> set[int]:
     ids = (CampaignDataValueReport.objects.filter(campaign_id=campaign_id)
            .values_list("near_duplicate_task_ids", flat=True).first())
     return set(ids or [])
+
+
+# --------------------------------------------------------------------------
+# Periodic refresh
+# --------------------------------------------------------------------------
+
+
+def data_value_fingerprint(campaign_id: int) -> str:
+    """Hash of what a data-value run reads: tasks, responses, judgments (and voiding), consensus, settings.
+
+    Counts and newest ids/times per table, a handful of indexed aggregates
+    rather than a read of the rows: rows here are appended or voided, not
+    edited, so a change moves at least one of these figures.
+    """
+    campaign = Campaign.objects.only("id", "consensus_min_margin").get(pk=campaign_id)
+    tasks = Task.objects.filter(campaign_id=campaign_id).aggregate(
+        n=Count("id"), last=Max("id"), gold=Count("id", filter=Q(is_gold=True)))
+    responses = Response.objects.filter(task__campaign_id=campaign_id).aggregate(n=Count("id"), last=Max("id"))
+    judgments = Judgment.objects.filter(campaign_id=campaign_id).aggregate(
+        n=Count("id"), last=Max("id"), voided=Count("id", filter=Q(voided=True)), voided_at=Max("voided_at"))
+    consensus = TaskConsensus.objects.filter(campaign_id=campaign_id).aggregate(
+        n=Count("task_id", filter=Q(margin__gte=campaign.consensus_min_margin)), at=Max("computed_at"))
+    payload = repr((
+        sorted(tasks.items()), sorted(responses.items()), sorted(judgments.items()), sorted(consensus.items()),
+        campaign.consensus_min_margin, DEFAULT_K,
+    ))
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def data_value_refresh_due(*, now: datetime | None = None) -> list[int]:
+    """Claim the open and paused campaigns whose data value is out of date; returns their ids to queue.
+
+    A campaign is skipped when its last computation read the same inputs,
+    or when a computation for the same inputs was queued less than
+    ``REFRESH_RETRY_AFTER`` ago (still running, or failed recently). The
+    claim is a conditional update of the report, so two periodic runs at
+    once queue a campaign once.
+    """
+    now = now or timezone.now()
+    claimed: list[int] = []
+    running = Campaign.objects.filter(status__in=[Campaign.Status.OPEN, Campaign.Status.PAUSED])
+    for campaign_id in running.order_by("pk").values_list("id", flat=True):
+        fingerprint = data_value_fingerprint(campaign_id)
+        report = _report(campaign_id)
+        if report.state == CampaignDataValueReport.State.DONE and report.fingerprint == fingerprint:
+            continue
+        if (report.requested_fingerprint == fingerprint and report.requested_at is not None
+                and report.requested_at > now - REFRESH_RETRY_AFTER):
+            continue
+        won = CampaignDataValueReport.objects.filter(
+            pk=report.pk, requested_fingerprint=report.requested_fingerprint, requested_at=report.requested_at,
+        ).update(requested_fingerprint=fingerprint, requested_at=now)
+        if won:
+            claimed.append(campaign_id)
+    return claimed

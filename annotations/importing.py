@@ -19,6 +19,11 @@ CHAT_ROLES = {"system", "user", "assistant", "tool"}
 MAX_EXTERNAL_ID = 200
 MAX_TEXT = 200_000
 ALLOWED_KEYS = {"external_id", "prompt", "responses", "metadata", "gold"}
+# Duplicate prompts are compared with ASCII letters lower-cased, tabs, newlines and form feeds read as spaces,
+# carriage returns dropped (CRLF = LF) and the ends trimmed: one C pass (bytes.translate), ~0.7 us for a
+# 300-character prompt. Collapsing runs of spaces as well (str.split) cost ~3 us a row, a 6% slower import.
+_PROMPT_TABLE = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ\t\n\x0b\x0c", b"abcdefghijklmnopqrstuvwxyz    ")
+_PROMPT_DROP = b"\r"
 
 
 @dataclass
@@ -175,14 +180,33 @@ def validate_row(line: int, value: Any, k: int) -> tuple[TaskRow | None, list[Ro
     )
 
 
-def validate_all(rows: Iterable[tuple[int, Any]], k: int, max_errors: int) -> tuple[int, list[RowError], bool]:
+def prompt_key(prompt: Any) -> int:
+    """A hash of the prompt as a duplicate check compares it (see ``_PROMPT_TABLE``); chat prompts message by
+    message (role and content). Equal prompts give equal keys within one process."""
+    if prompt.__class__ is str:
+        return hash(prompt.encode().translate(_PROMPT_TABLE, _PROMPT_DROP).strip(b" "))
+    return hash(b"\x1e".join(
+        str(m.get("role")).encode() + b"\x1f"
+        + str(m.get("content")).encode().translate(_PROMPT_TABLE, _PROMPT_DROP).strip(b" ")
+        for m in prompt
+    ))
+
+
+def validate_all(
+    rows: Iterable[tuple[int, Any]], k: int, max_errors: int, duplicates: list[tuple[int, str, int]] | None = None,
+) -> tuple[int, list[RowError], bool]:
     """First pass: validate every row, keeping only the first max_errors errors.
 
     Duplicate external ids inside one upload are errors (which row should win
     is ambiguous); ids already in the campaign are skipped later, not errors.
     Ids are remembered as 8-byte digests so memory stays small.
+
+    With a ``duplicates`` list, rows whose prompt repeats an earlier row's
+    (:func:`prompt_key`) are appended to it as ``(line, external_id, first
+    line)``: reported, not refused. Prompts are remembered as 8-byte hashes.
     """
     seen: dict[bytes, int] = {}
+    prompts: dict[int, int] = {}
     errors: list[RowError] = []
     truncated = False
     count = 0
@@ -196,6 +220,13 @@ def validate_all(rows: Iterable[tuple[int, Any]], k: int, max_errors: int) -> tu
                 row_errors = [RowError(line, f"duplicate external_id {row.external_id!r} (first on line {first}).", "external_id")]
             else:
                 seen[digest] = line
+                if duplicates is not None:
+                    prompt = row.prompt  # prompt_key, inlined for the common case: this runs once per row
+                    key = (hash(prompt.encode().translate(_PROMPT_TABLE, _PROMPT_DROP).strip(b" "))
+                           if prompt.__class__ is str else prompt_key(prompt))
+                    earlier = prompts.setdefault(key, line)
+                    if earlier != line:
+                        duplicates.append((line, row.external_id, earlier))
         for error in row_errors:
             if len(errors) < max_errors:
                 errors.append(error)

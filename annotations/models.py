@@ -104,6 +104,27 @@ class Campaign(models.Model):
     slash_fraction = models.FloatField(default=0.1, help_text="Share of bonded stake slashed for failing gold or fraud.")
     treasury_fee_bps = models.PositiveIntegerField(default=500, help_text="Treasury fee on revenue shares, basis points.")
 
+    # Data sales and data value (issue 8).
+    data_for_sale = models.BooleanField(
+        default=False,
+        help_text="Other labs may buy exports of this campaign's data, for the uses its licence allows; the "
+        "price is shared among the contributors of the exported rows by data value, less the treasury fee.",
+    )
+    data_price = models.BigIntegerField(
+        default=0,
+        help_text="Flat price of one export of this campaign's data to another lab (any format and filters), "
+        "base units. Must be positive while the data is for sale.",
+    )
+    data_value_weighting = models.BooleanField(
+        default=False,
+        help_text="Settlement multiplies each rater's quality term by their normalised data value (value per "
+        "pair / mean positive value per pair, clipped to [0, data_value_cap]; raters not valued yet count 1).",
+    )
+    data_value_cap = models.FloatField(
+        default=2.0, validators=[MinValueValidator(1.0)],
+        help_text="Largest data-value multiplier a rater can get (the average rater gets 1).",
+    )
+
     task_count = models.PositiveIntegerField(default=0, help_text="Tasks imported (kept by the import service).")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -127,6 +148,11 @@ class Campaign(models.Model):
             models.CheckConstraint(
                 condition=Q(slash_fraction__gte=0) & Q(slash_fraction__lte=1), name="campaign_slash_fraction_range",
             ),
+            models.CheckConstraint(condition=Q(data_price__gte=0), name="campaign_data_price_nonnegative"),
+            models.CheckConstraint(
+                condition=Q(data_for_sale=False) | Q(data_price__gt=0), name="campaign_for_sale_has_price",
+            ),
+            models.CheckConstraint(condition=Q(data_value_cap__gte=1), name="campaign_data_value_cap_range"),
         ]
 
     def __str__(self) -> str:
@@ -877,6 +903,15 @@ class CampaignDataValueReport(models.Model):
         default=list, blank=True, help_text="Tasks with two responses at cosine >= 0.97 (nothing to learn).",
     )
     computed_at = models.DateTimeField(null=True, blank=True, help_text="When data values were last computed.")
+    fingerprint = models.CharField(
+        max_length=64, blank=True,
+        help_text="Hash of the inputs (tasks, responses, judgments, consensus, settings) the last computation read.",
+    )
+    requested_fingerprint = models.CharField(
+        max_length=64, blank=True,
+        help_text="Inputs the periodic job last queued a computation for; the same inputs are not queued twice.",
+    )
+    requested_at = models.DateTimeField(null=True, blank=True, help_text="When the periodic job last queued one.")
 
     def __str__(self) -> str:
         return f"data value report of {self.campaign_id} ({self.state})"
@@ -911,20 +946,35 @@ class GenerationJob(models.Model):
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Cancelled"
 
+    ACTIVE_STATES = (State.QUEUED, State.RUNNING)
+
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="generation_jobs")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="Lab member who asked for the job (empty for jobs started by hand).",
+    )
+    checkpoint = models.CharField(
+        max_length=200, blank=True, help_text="The checkpoint as the lab named it (a registered name or a path).",
+    )
     checkpoint_path = models.CharField(max_length=500, help_text="Local checkpoint directory the platform holds.")
     state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED, db_index=True)
     params = models.JSONField(default=dict, blank=True, help_text="Sampling settings: seed, temperature, top_p, ...")
     progress_done = models.PositiveIntegerField(default=0, help_text="Prompts whose responses are stored.")
     progress_total = models.PositiveIntegerField(default=0, help_text="Prompt-only tasks when the job started.")
     cancel_requested = models.BooleanField(default=False, help_text="Set to stop the job at its next check.")
-    error = models.TextField(blank=True)
+    error = models.TextField(blank=True, help_text="Why the job failed (e.g. a checkpoint that cannot be loaded).")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [
+            # One job at a time per campaign: two would sample the same prompts twice.
+            models.UniqueConstraint(
+                fields=["campaign"], condition=Q(state__in=["queued", "running"]), name="generation_job_one_active",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"generation job {self.pk} of {self.campaign_id} ({self.state})"

@@ -102,6 +102,20 @@ def campaign_data_value(campaign_id: int) -> None:
         logging.getLogger(__name__).warning("campaign_data_value: campaign %s does not exist", campaign_id)
 
 
+@shared_task(name="annotations.data_value_refresh_open_campaigns", ignore_result=True)
+def data_value_refresh_open_campaigns() -> int:
+    """Queue embedding + data value of every open or paused campaign whose inputs changed (by beat, hourly)."""
+    from django.db import transaction
+
+    from annotations import data_value
+
+    with transaction.atomic():
+        due = data_value.data_value_refresh_due()
+        for campaign_id in due:
+            transaction.on_commit(lambda campaign_id=campaign_id: campaign_embed.delay(campaign_id))
+    return len(due)
+
+
 @shared_task(name="annotations.campaign_generate_responses", ignore_result=True)
 def campaign_generate_responses(campaign_id: int, checkpoint_path: str, job_id: int | None = None) -> None:
     """Sample candidate responses for a campaign's prompt-only tasks (progress and cancellation on GenerationJob)."""

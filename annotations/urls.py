@@ -49,3 +49,15 @@ urlpatterns += [
          name="campaign-data-value"),
     path("me/data-value", api_data_value.MyDataValueApi.as_view(), name="me-data-value"),
 ]
+
+# Candidate generation for prompt-only tasks (transformers).
+from annotations import api_generation  # noqa: E402
+
+urlpatterns += [
+    path("campaigns/<int:campaign_id>/generation-jobs", api_generation.CampaignGenerationJobsApi.as_view(),
+         name="campaign-generation-jobs"),
+    path("generation-jobs/<int:job_id>/", api_generation.GenerationJobDetailApi.as_view(),
+         name="generation-job-detail"),
+    path("generation-jobs/<int:job_id>/cancel", api_generation.GenerationJobCancelApi.as_view(),
+         name="generation-job-cancel"),
+]

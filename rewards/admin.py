@@ -10,7 +10,9 @@ from annotations import roles
 from annotations.services import ServiceError
 from rewards import selectors, services
 from rewards.amounts import format_amount, parse_amount
-from rewards.models import Account, Epoch, EpochClaim, LabBalance, LedgerEntry, LedgerTransaction, Slash, Unbonding
+from rewards.models import (
+    Account, DataPurchase, Epoch, EpochClaim, LabBalance, LedgerEntry, LedgerTransaction, Slash, Unbonding,
+)
 
 
 def _is_treasurer(request) -> bool:
@@ -211,3 +213,32 @@ class SlashAdmin(ReadOnlyAdmin):
                     "created_at"]
     search_fields = ["expert__user__username", "reason", "key"]
     list_select_related = ["expert__user", "campaign", "epoch"]
+
+
+@admin.register(DataPurchase)
+class DataPurchaseAdmin(ReadOnlyAdmin):
+    list_display = ["id", "created_at", "buyer", "campaign", "price_display", "state", "basis", "contributors",
+                    "finished_at"]
+    list_filter = ["state", "basis"]
+    search_fields = ["buyer__name", "campaign__name", "client_key"]
+    list_select_related = ["buyer", "campaign"]
+    date_hierarchy = "created_at"
+    actions = ["settle_now"]
+
+    @admin.display(description="Price", ordering="price")
+    def price_display(self, purchase: DataPurchase) -> str:
+        return format_amount(purchase.price)
+
+    def has_settle_permission(self, request) -> bool:
+        return _is_treasurer(request)
+
+    @admin.action(description="Settle selected purchases whose export finished (queued; safe to repeat)",
+                  permissions=["settle"])
+    def settle_now(self, request, queryset):
+        from rewards.tasks import purchase_settle
+
+        ids = list(queryset.filter(state=DataPurchase.State.ESCROWED, export__state__in=["done", "failed"])
+                   .order_by("pk").values_list("id", flat=True))
+        for purchase_id in ids:
+            transaction.on_commit(lambda purchase_id=purchase_id: purchase_settle.delay(purchase_id))
+        self.message_user(request, f"Queued settlement of {len(ids)} purchase(s).", messages.SUCCESS)

@@ -124,7 +124,8 @@ class MeApi(APIView):
 
 
 class LedgerEntryOutput(serializers.ModelSerializer):
-    account = serializers.CharField(source="account.kind", help_text="available, bonded, unbonding, lab or escrow.")
+    account = serializers.CharField(
+        source="account.kind", help_text="available, bonded, unbonding, lab, escrow or sales (data-sale escrow).")
     campaign = serializers.SerializerMethodField()
     kind = serializers.CharField(source="transaction.kind")
     memo = serializers.CharField(source="transaction.memo")

@@ -365,6 +365,11 @@ def escrow_account(campaign) -> Account:
     return Account.objects.get_or_create(kind=Account.Kind.ESCROW, campaign_id=_id(campaign))[0]
 
 
+def sales_account(campaign) -> Account:
+    """Where a buyer's payment for a campaign's data waits until it is shared (or refunded)."""
+    return Account.objects.get_or_create(kind=Account.Kind.SALES, campaign_id=_id(campaign))[0]
+
+
 def expert_account(expert, kind: str) -> Account:
     if kind not in Account.EXPERT_KINDS:
         raise LedgerError(f"{kind} is not an expert account kind.")

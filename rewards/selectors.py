@@ -13,7 +13,7 @@ from datetime import datetime
 from django.db.models import Count, Q, QuerySet, Sum
 
 from annotations.models import Campaign, Expert, Lab
-from rewards.models import Account, EpochClaim, EpochReward, LedgerEntry, LedgerTransaction, Unbonding
+from rewards.models import Account, DataPurchase, EpochClaim, EpochReward, LedgerEntry, LedgerTransaction, Unbonding
 from rewards.wallet import to_checksum_address
 
 
@@ -133,6 +133,49 @@ def bonded_stake_events(
             running[expert_id] += amount
             events[expert_id].append((at, running[expert_id]))
     return events
+
+
+# --------------------------------------------------------------------------
+# Data sales
+# --------------------------------------------------------------------------
+
+
+def campaigns_for_sale_to(user) -> QuerySet[Campaign]:
+    """Other labs' campaigns whose data is for sale (drafts hold no data yet), newest first."""
+    return (
+        Campaign.objects.filter(data_for_sale=True).exclude(status=Campaign.Status.DRAFT)
+        .exclude(lab__members=user).select_related("lab").order_by("-created_at", "-id")
+    )
+
+
+def purchases_for_user(user) -> QuerySet[DataPurchase]:
+    """Purchases made by the labs ``user`` is a member of, newest first."""
+    return (
+        DataPurchase.objects.filter(buyer__members=user).select_related("campaign", "campaign__lab", "export")
+        .distinct().order_by("-created_at", "-id")
+    )
+
+
+def purchase_for_lab_member(*, user, purchase_id: int) -> DataPurchase:
+    """A purchase of one of ``user``'s labs; 404 otherwise, so existence never leaks."""
+    purchase = purchases_for_user(user).filter(pk=purchase_id).first()
+    if purchase is None:
+        from django.http import Http404
+
+        raise Http404("No such purchase.")
+    return purchase
+
+
+def campaign_sales(*, campaign: Campaign) -> dict[str, int]:
+    """What a campaign's data has sold for: purchases, price shared, fees, still in escrow (buyers not named)."""
+    figures = DataPurchase.objects.filter(campaign=campaign).aggregate(
+        purchases=Count("id"),
+        shared=Sum("paid_total", filter=Q(state=DataPurchase.State.SETTLED)),
+        fees=Sum("fee", filter=Q(state=DataPurchase.State.SETTLED)),
+        escrowed=Sum("price", filter=Q(state=DataPurchase.State.ESCROWED)),
+        refunded=Count("id", filter=Q(state=DataPurchase.State.REFUNDED)),
+    )
+    return {k: int(v or 0) for k, v in figures.items()}
 
 
 # --------------------------------------------------------------------------

@@ -30,14 +30,14 @@ from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from annotations.models import Campaign, Expert, Judgment
+from annotations.models import Campaign, DataValue, Expert, Judgment
 from annotations.services import ServiceError
 from rewards import ledger, selectors, services
 from rewards.bulk import insert_rows
 from rewards.merkle import build_distribution
 from rewards.models import Account, Epoch, EpochClaim, EpochReward, LedgerEntry, LedgerTransaction, Slash
 from rewards.quality_inputs import epoch_quality_inputs
-from rewards.weighting import settle_epoch_math, time_weighted_stake, wilson_lower_bound
+from rewards.weighting import data_value_multiplier, settle_epoch_math, time_weighted_stake, wilson_lower_bound
 
 Kind = LedgerTransaction.Kind
 
@@ -102,6 +102,7 @@ def _plan(epoch_id: int, now: datetime) -> Epoch:
         )
         gold_correct = np.array([i.gold_correct for i in inputs], dtype=np.int64)
         gold_n = np.array([i.gold_n for i in inputs], dtype=np.int64)
+        value_factor = _value_factors(campaign, expert_ids) if campaign.data_value_weighting and inputs else None
         maths = settle_epoch_math(
             budget=budget,
             n=n,
@@ -115,6 +116,7 @@ def _plan(epoch_id: int, now: datetime) -> Epoch:
             s_half=float(campaign.min_stake),
             q_min=campaign.q_min,
             beta=campaign.stake_beta,
+            value_factor=value_factor,
         ) if inputs else None
         payouts = maths.payouts if maths else []
         paid_total = sum(payouts)
@@ -129,10 +131,11 @@ def _plan(epoch_id: int, now: datetime) -> Epoch:
         insert_rows(
             EpochReward,
             ["epoch_id", "expert_id", "judgments", "matches", "compared", "gold_n", "gold_correct", "agreement",
-             "quality", "stake", "weight", "amount", "wallet_address", "slashed"],
+             "quality", "stake", "weight", "value_factor", "amount", "wallet_address", "slashed"],
             [
                 (epoch.pk, q.expert_id, q.n, q.matches, q.n_compared, q.gold_n, q.gold_correct,
                  float(maths.agreement[k]), float(maths.quality[k]), float(stake[k]), float(maths.weight[k]),
+                 float(value_factor[k]) if value_factor is not None else 1.0,
                  payouts[k], wallets.get(q.expert_id, "") if payouts[k] else "", bool(slashed[k]))
                 for k, q in enumerate(inputs)
             ],
@@ -150,6 +153,20 @@ def _plan(epoch_id: int, now: datetime) -> Epoch:
         epoch.planned_at = now
         epoch.save()
         return epoch
+
+
+def _value_factors(campaign: Campaign, expert_ids: list[int]) -> np.ndarray:
+    """Data-value multiplier per expert (``weighting.data_value_multiplier``), from the campaign's latest
+    ``DataValue`` rows as the plan reads them: value per pair judgment, normalised by the mean positive
+    value over every valued rater of the campaign (not only this epoch's), NaN for raters not valued yet."""
+    per_pair = dict(DataValue.objects.filter(campaign=campaign).values_list("expert_id", "mean"))
+    if not per_pair:
+        return np.ones(len(expert_ids))
+    ids = list(per_pair)
+    everyone = data_value_multiplier(np.array([per_pair[e] for e in ids], dtype=np.float64),
+                                     cap=campaign.data_value_cap)
+    factor = dict(zip(ids, everyone.tolist()))
+    return np.array([factor.get(e, 1.0) for e in expert_ids], dtype=np.float64)
 
 
 def _publish_claims(epoch: Epoch, payouts: list[int], expert_ids: list[int], wallets: dict[int, str]) -> int:

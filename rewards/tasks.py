@@ -4,7 +4,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import OperationalError, transaction
 
-from rewards import services, settlement
+from rewards import revenue, services, settlement
 
 
 @shared_task(
@@ -36,3 +36,25 @@ def epochs_roll() -> int:
 def unbonding_release_due() -> int:
     """Release stake whose cooldown has ended (periodic, by beat)."""
     return services.unbonding_release_due()
+
+
+@shared_task(
+    name="rewards.purchase_settle",
+    ignore_result=True,
+    # The export still building, a lost connection or a deadlock victim: all
+    # pass. The purchase is settled under its row lock and one ledger key, so
+    # a retry or a redelivery moves the money once.
+    autoretry_for=(revenue.PurchaseNotReady, OperationalError),
+    retry_backoff=5,
+    retry_backoff_max=600,
+    max_retries=12,
+)
+def purchase_settle(purchase_id: int) -> None:
+    """Share a data purchase's price among the contributors of the exported rows (or refund a failed export)."""
+    revenue.data_purchase_settle(purchase_id=purchase_id)
+
+
+@shared_task(name="rewards.purchases_settle_due", ignore_result=True)
+def purchases_settle_due() -> int:
+    """Settle every data purchase whose export has finished and that no task settled yet (periodic, by beat)."""
+    return revenue.purchases_settle_due()

@@ -26,6 +26,7 @@ __all__ = [
     "WILSON_Z_95",
     "EpochMath",
     "chance_corrected_agreement",
+    "data_value_multiplier",
     "raw_quality",
     "reward_weights",
     "settle_epoch_math",
@@ -285,6 +286,40 @@ def reward_weights(
 
 
 # --------------------------------------------------------------------------
+# Data value
+# --------------------------------------------------------------------------
+
+
+def data_value_multiplier(values: npt.ArrayLike, *, cap: float = 2.0) -> np.ndarray:
+    """m_i = clip(v_i / mean(v > 0), 0, cap); NaN (not valued yet) -> 1; no positive value at all -> all 1.
+
+    ``v_i`` is a rater's data value *per pair judgment* (the KNN-Shapley
+    value of their pairs, averaged), not their total: the reward weight is
+    already linear in the work n_i, and a total would pay volume twice.
+    Dividing by the mean of the positive values makes the multiplier
+    scale-free (KNN-Shapley values shrink as a campaign grows) and gives the
+    average useful rater 1, so switching it on moves money between raters
+    rather than shrinking everyone's weight. Negative values (judgments that
+    hurt the probe's validation accuracy) and zero earn nothing; the cap
+    bounds what one rater can gain from an outlying value. A rater the job
+    has not valued yet is neutral (1): the multiplier should reward value
+    found, not punish a computation that has not run. If no rater has a
+    positive value, the values carry no signal and everyone gets 1.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(cap) or cap < 1.0:
+        raise ValueError("cap must be finite and >= 1")
+    if np.any(np.isinf(v)):
+        raise ValueError("values must be finite or NaN")
+    valued = ~np.isnan(v)
+    positive = v[valued & (v > 0)]
+    if positive.size == 0:
+        return np.ones_like(v)
+    scaled = np.clip(np.where(valued, v, 0.0) / positive.mean(), 0.0, cap)
+    return np.where(valued, scaled, 1.0)
+
+
+# --------------------------------------------------------------------------
 # Budget split
 # --------------------------------------------------------------------------
 
@@ -367,6 +402,7 @@ class EpochMath:
     weight: np.ndarray
     payouts: list[int]
     dust: int
+    value_factor: np.ndarray | None = None
 
 
 def settle_epoch_math(
@@ -386,6 +422,7 @@ def settle_epoch_math(
     q0: float = 0.5,
     m: float = 10.0,
     min_gold: int = 5,
+    value_factor: npt.ArrayLike | None = None,
 ) -> EpochMath:
     """Chain agreement -> raw -> shrunk quality -> weight -> exact split.
 
@@ -393,12 +430,20 @@ def settle_epoch_math(
     count of accepted judgments; `stake` the time-weighted bonded stake
     (see `time_weighted_stake`). Parameters default to DESIGN.md's values;
     `s_half` is the campaign's minimum stake unless configured otherwise.
+    `value_factor`, when given, multiplies each weight (the data-value
+    multiplier, see `data_value_multiplier`); None leaves the weights as
+    DESIGN.md defines them.
     """
     agreement = chance_corrected_agreement(matches, n_compared, f_rater, f_consensus)
     raw = raw_quality(agreement, gold_correct, gold_n, min_gold=min_gold)
     quality = shrunk_quality(raw, n, q0=q0, m=m)
     multiplier = stake_multiplier(stake, s_half=s_half, beta=beta)
     weight = reward_weights(n, quality, stake, s_half=s_half, q_min=q_min, beta=beta)
+    factor = None
+    if value_factor is not None:
+        factor = _as_float_array("value_factor", value_factor)
+        _check_range("value_factor", factor, 0.0)
+        weight = weight * factor
     payouts, dust = split_budget(budget, np.atleast_1d(weight))
     return EpochMath(
         agreement=agreement,
@@ -408,4 +453,5 @@ def settle_epoch_math(
         weight=weight,
         payouts=payouts,
         dust=dust,
+        value_factor=factor,
     )

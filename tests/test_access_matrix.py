@@ -23,9 +23,9 @@ from rest_framework.test import APIClient
 
 from annotations import disputes
 from annotations.handles import rater_handle
-from annotations.models import Assignment, Campaign, Export, QualificationAttempt
+from annotations.models import Assignment, Campaign, Export, GenerationJob, QualificationAttempt
 from rewards import services
-from rewards.models import Epoch, EpochClaim, EpochReward
+from rewards.models import DataPurchase, Epoch, EpochClaim, EpochReward
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -58,7 +58,8 @@ def build_world(tmp_path, settings) -> World:
     moderator = factories.rewards_moderator(username="mod-mia-q7")
 
     campaign = factories.open_campaign(lab=lab, task_count=3, reward_per_judgment=TOKEN)
-    other_campaign = factories.open_campaign(lab=other_lab_user.labs.get(), task_count=1)
+    other_campaign = factories.open_campaign(lab=other_lab_user.labs.get(), task_count=1, data_for_sale=True,
+                                             data_price=TOKEN)
     tasks = [factories.TaskFactory(campaign=campaign) for _ in range(3)]
     factories.TaskFactory(campaign=other_campaign)
     now = timezone.now()
@@ -91,6 +92,18 @@ def build_world(tmp_path, settings) -> World:
                                weight=1.0, amount=100, wallet_address=expert.wallet_address)
     EpochClaim.objects.create(epoch=epoch, address=expert.wallet_address, index=0, amount=100, proof=b"\0" * 32)
 
+    # Issue 8: Lab One bought an export of Lab Two's campaign; Lab One runs a generation job.
+    sold = Export.objects.create(campaign=other_campaign, format="trl_preference", state="done",
+                                 train_file="train.jsonl", sha256_train="0" * 64, requested_by=lab_user)
+    purchase = DataPurchase.objects.create(buyer=lab, campaign=other_campaign, export=sold, bought_by=lab_user,
+                                           price=TOKEN, fee_bps=500, use="research", licence="CC-BY-4.0")
+    checkpoint = tmp_path / "checkpoints" / "tiny"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "config.json").write_text("{}")
+    settings.DATADAO_CHECKPOINTS = {"tiny": str(checkpoint)}
+    job = GenerationJob.objects.create(campaign=campaign, checkpoint="tiny", checkpoint_path=str(checkpoint),
+                                       state=GenerationJob.State.RUNNING)
+
     world = World(users={"anon": None, "expert": expert.user, "other_expert": other.user, "lab": lab_user,
                          "other_lab": other_lab_user, "moderator": moderator})
     world.ids = {
@@ -98,6 +111,7 @@ def build_world(tmp_path, settings) -> World:
         "voided": voided.pk, "attempt": attempt.pk, "export": export.pk, "epoch": epoch.pk,
         "address": expert.wallet_address, "dispute": dispute.pk, "lab_dispute": lab_dispute.pk,
         "open_slash": open_slash.pk, "task": tasks[1].external_id, "handle": rater_handle(campaign.pk, expert.pk),
+        "purchase": purchase.pk, "job": job.pk,
     }
     world.secrets = {
         "expert": ["expert-ann-q7", "ann.q7@example.org"], "other_expert": ["expert-bob-q7", "bob.q7@example.org"],
@@ -240,6 +254,40 @@ MATRIX.update({
         "get", "/api/v1/campaigns/{campaign}/data-value", None, _e(API_ANON, 403, 403, 200, 404, 200)),
     ("annotations_api:me-data-value", ""): (
         "get", "/api/v1/me/data-value", None, _e(API_ANON, 200, 200, 403, 403, 403)),
+})
+
+
+# Data sales and revenue sharing, candidate generation (issue 8).
+MATRIX.update({
+    ("rewards_api:campaign-data-sale", ""): (
+        "get", "/api/v1/campaigns/{campaign}/data-sale", None, _e(API_ANON, 403, 403, 200, 404, 403)),
+    ("rewards_api:campaign-data-sale", "set"): (
+        "post", "/api/v1/campaigns/{campaign}/data-sale", {"for_sale": True, "price": TOKEN},
+        _e(API_ANON, 403, 403, 200, 404, 403)),
+    ("rewards_api:datasets", ""): ("get", "/api/v1/datasets/", None, _e(API_ANON, 403, 403, 200, 200, 403)),
+    # Lab One buys Lab Two's data; Lab Two cannot buy its own campaign.
+    ("rewards_api:dataset-purchase", ""): (
+        "post", "/api/v1/datasets/{other_campaign}/purchases", {"use": "research", "format": "trl_preference"},
+        _e(API_ANON, 403, 403, 201, 400, 403)),
+    # Lab One's campaign is not for sale: a 404 for everyone else.
+    ("rewards_api:dataset-purchase", "not-for-sale"): (
+        "post", "/api/v1/datasets/{campaign}/purchases", {"use": "research", "format": "trl_preference"},
+        _e(API_ANON, 403, 403, 400, 404, 403)),
+    ("rewards_api:purchases", ""): ("get", "/api/v1/purchases", None, _e(API_ANON, 403, 403, 200, 200, 403)),
+    ("rewards_api:purchase-detail", ""): (
+        "get", "/api/v1/purchases/{purchase}", None, _e(API_ANON, 403, 403, 200, 404, 403)),
+    ("rewards_api:purchase-download", ""): (
+        "get", "/api/v1/purchases/{purchase}/download", None, _e(API_ANON, 403, 403, 200, 404, 403)),
+    ("annotations_api:campaign-generation-jobs", ""): (
+        "get", "/api/v1/campaigns/{campaign}/generation-jobs", None, _e(API_ANON, 403, 403, 200, 404, 403)),
+    # The same checkpoint while its job runs: the running job (200), nothing new.
+    ("annotations_api:campaign-generation-jobs", "start"): (
+        "post", "/api/v1/campaigns/{campaign}/generation-jobs", {"checkpoint": "tiny"},
+        _e(API_ANON, 403, 403, 200, 404, 403)),
+    ("annotations_api:generation-job-detail", ""): (
+        "get", "/api/v1/generation-jobs/{job}/", None, _e(API_ANON, 403, 403, 200, 404, 403)),
+    ("annotations_api:generation-job-cancel", ""): (
+        "post", "/api/v1/generation-jobs/{job}/cancel", {}, _e(API_ANON, 403, 403, 200, 404, 403)),
 })
 
 

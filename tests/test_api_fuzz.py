@@ -81,10 +81,20 @@ def fuzz_world(db, tmp_path, settings):
         user=lab_user, campaign_id=campaign.pk, task_external_id=tasks[0].external_id,
         rater=rater_handle(campaign.pk, expert.pk), statement="The rater ignored the guidelines on dosing.")
     epoch = factories.EpochFactory(campaign=campaign, index=0)
+    # Issue 8: a purchase of another lab's data, a generation job.
+    from annotations.models import GenerationJob
+    from rewards.models import DataPurchase
+
+    seller = factories.open_campaign(data_for_sale=True, data_price=10)
+    sold = Export.objects.create(campaign=seller, format="trl_preference", state="done", train_file="train.jsonl",
+                                 sha256_train="0" * 64)
+    purchase = DataPurchase.objects.create(buyer=lab, campaign=seller, export=sold, price=10, fee_bps=500,
+                                           use="research", licence="CC-BY-4.0")
+    job = GenerationJob.objects.create(campaign=campaign, checkpoint="tiny", checkpoint_path=str(tmp_path / "tiny"))
     return {
         "lab_token": factories.api_token(lab_user), "expert_token": factories.api_token(expert.user),
         "campaign_id": campaign.pk, "export_id": export.pk, "dispute_id": dispute.pk, "assignment_id": lease.pk,
-        "epoch_id": epoch.pk, "address": expert.wallet_address,
+        "epoch_id": epoch.pk, "address": expert.wallet_address, "purchase_id": purchase.pk, "job_id": job.pk,
     }
 
 

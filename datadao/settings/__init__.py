@@ -156,6 +156,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=64 
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATADAO_MAX_IMPORT_BYTES = env.int("DATADAO_MAX_IMPORT_BYTES", default=1024 * 1024 * 1024)
 DATADAO_MAX_IMPORT_ERRORS = 100
+# Report imported prompts that repeat earlier tasks' (costs ~1 us a row while validating, ~2% of an import).
+DATADAO_IMPORT_REPORT_DUPLICATES = env.bool("DATADAO_IMPORT_REPORT_DUPLICATES", default=True)
 
 # Token amounts are integers in base units; this many decimals make one token.
 DATADAO_TOKEN_DECIMALS = env.int("DATADAO_TOKEN_DECIMALS", default=6)
@@ -183,6 +185,11 @@ DATADAO_EXPORT_CHUNK = env.int("DATADAO_EXPORT_CHUNK", default=1000)
 # files are read; nothing is fetched from a model hub.
 DATADAO_TOKENIZERS = env.dict("DATADAO_TOKENIZERS", default={})
 DATADAO_TOKENIZER_ROOTS = env.list("DATADAO_TOKENIZER_ROOTS", default=[str(Path(str(MEDIA_ROOT)) / "tokenizers")])
+# Causal-LM checkpoints a lab may name for candidate generation (prompt-only
+# tasks): registered names (name=/path,...) or a directory inside one of the
+# roots. Local files only, and never the checkpoint's own code.
+DATADAO_CHECKPOINTS = env.dict("DATADAO_CHECKPOINTS", default={})
+DATADAO_CHECKPOINT_ROOTS = env.list("DATADAO_CHECKPOINT_ROOTS", default=[str(Path(str(MEDIA_ROOT)) / "checkpoints")])
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -213,6 +220,14 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Export formats appear as model choices (with labels) in outputs and as plain values in the export and
+    # purchase requests: one name for each set.
+    "ENUM_NAME_OVERRIDES": {
+        "ExportFormatEnum": "annotations.models.Export.Format",
+        "ExportFileFormatEnum": "annotations.models.Export.FileFormat",
+        "ExportRequestFormatEnum": "annotations.exports.formats.FORMATS",
+        "ExportRequestFileFormatEnum": ["jsonl", "parquet"],
+    },
 }
 
 CACHES = {
@@ -241,6 +256,13 @@ CELERY_BEAT_SCHEDULE: dict = {
     "annotations.quality_recompute_open_campaigns": {
         "task": "annotations.quality_recompute_open_campaigns", "schedule": 10 * 60.0,
     },
+    # Embeddings and data value of running campaigns; only campaigns whose
+    # inputs changed since their last computation are queued.
+    "annotations.data_value_refresh_open_campaigns": {
+        "task": "annotations.data_value_refresh_open_campaigns", "schedule": 60 * 60.0,
+    },
+    # Data purchases whose export finished but whose settle task gave up.
+    "rewards.purchases_settle_due": {"task": "rewards.purchases_settle_due", "schedule": 10 * 60.0},
 }
 # Redis redelivers a task that was fetched but never acknowledged (worker
 # killed) once it has been invisible this long; the restore sweep runs about

@@ -309,3 +309,48 @@ def test_probe_accuracy_is_measured_on_held_out_validation_tasks(campaign):
     assert report.n_val_pairs == 40
     assert 0 < report.probe_n_test < 40
     assert report.probe_accuracy is not None and report.probe_accuracy >= 0.9
+
+
+# Periodic refresh (beat)
+
+
+def test_periodic_refresh_recomputes_only_campaigns_whose_data_changed(crowd, monkeypatch,
+                                                                       django_capture_on_commit_callbacks):
+    campaign, honest, _ = crowd
+    encoder = FakeEncoder()
+    monkeypatch.setattr(data_value, "default_encoder", lambda: encoder)
+    computed = []
+    real = data_value.campaign_data_value
+    monkeypatch.setattr(data_value, "campaign_data_value", lambda cid, **kw: computed.append(cid) or real(cid, **kw))
+    factories.TaskFactory(campaign=factories.CampaignFactory(status="closed"))  # closed campaigns are left alone
+
+    def beat() -> int:
+        with django_capture_on_commit_callbacks(execute=True):
+            return celery_tasks.data_value_refresh_open_campaigns()
+
+    assert beat() == 1 and computed == [campaign.pk]
+    report = CampaignDataValueReport.objects.get(campaign=campaign)
+    assert report.state == "done" and report.fingerprint == data_value.data_value_fingerprint(campaign.pk)
+    encoder_calls = len(encoder.calls)
+
+    assert beat() == 0  # nothing changed: no embedding, no valuation
+    assert computed == [campaign.pk] and len(encoder.calls) == encoder_calls
+
+    task = _hard(campaign, 99)
+    factories.judgments_bulk([{"task": task, "expert": honest, "ranks": [1, 2], "rationale": "dose99 is right"}])
+    assert beat() == 1 and computed == [campaign.pk, campaign.pk]
+    assert len(encoder.calls) > encoder_calls  # only the new texts were encoded
+    assert beat() == 0
+
+
+def test_a_queued_refresh_is_not_queued_again_until_it_is_stale(crowd):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    campaign, _, _ = crowd
+    now = timezone.now()
+    assert data_value.data_value_refresh_due(now=now) == [campaign.pk]
+    assert data_value.data_value_refresh_due(now=now + timedelta(minutes=5)) == []  # still in flight
+    later = now + data_value.REFRESH_RETRY_AFTER + timedelta(minutes=1)
+    assert data_value.data_value_refresh_due(now=later) == [campaign.pk]  # the worker must have died: again

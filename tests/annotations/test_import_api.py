@@ -39,7 +39,7 @@ def upload(client, campaign, content: bytes):
 def test_json_array_import_creates_tasks_and_responses(lab_client, campaign):
     response = lab_client.post(url(campaign), [row(1), row(2)], format="json")
     assert response.status_code == 201, response.content
-    assert response.json() == {"created": 2, "skipped": 0}
+    assert response.json() == {"created": 2, "skipped": 0, "duplicates": [], "duplicates_total": 0}
     task = Task.objects.get(campaign=campaign, external_id="ext-1")
     assert [r.text for r in task.responses.order_by("position")] == ["Answer A 1", "Answer B 1"]
     assert task.target_overlap == campaign.overlap and task.state == "open"
@@ -66,9 +66,10 @@ def test_jsonl_raw_body(lab_client, campaign):
 
 
 def test_reimport_is_idempotent(lab_client, campaign):
-    assert lab_client.post(url(campaign), [row(1), row(2)], format="json").json() == {"created": 2, "skipped": 0}
-    again = lab_client.post(url(campaign), [row(1), row(2), row(3)], format="json")
-    assert again.json() == {"created": 1, "skipped": 2}
+    first = lab_client.post(url(campaign), [row(1), row(2)], format="json").json()
+    assert (first["created"], first["skipped"]) == (2, 0)
+    again = lab_client.post(url(campaign), [row(1), row(2), row(3)], format="json").json()
+    assert (again["created"], again["skipped"], again["duplicates"]) == (1, 2, [])
     assert Task.objects.filter(campaign=campaign).count() == 3
     campaign.refresh_from_db()
     assert campaign.task_count == 3
@@ -191,3 +192,47 @@ def test_lab_lists_tasks_filtered(lab_client, campaign):
     body = lab_client.get(f"/api/v1/campaigns/{campaign.id}/tasks/", {"external_id": "ext-2"}).json()
     assert body["count"] == 1
     assert body["results"][0]["responses"][1]["text"] == "Answer B 2"
+
+
+# Duplicate prompts (issue 8): reported, never refused.
+
+
+def test_prompts_repeated_within_an_upload_are_reported_not_refused(lab_client, campaign):
+    prompt = "What dose of amoxicillin for a child of 20 kg?"
+    rows = [row(1, prompt=prompt), row(2), row(3, prompt="  what DOSE of amoxicillin\nfor a child of 20 kg? "),
+            row(4, prompt=prompt)]
+    response = lab_client.post(url(campaign), rows, format="json")
+    assert response.status_code == 201
+    body = response.json()
+    assert body["created"] == 4 and body["duplicates_total"] == 2
+    assert body["duplicates"] == [
+        {"line": 3, "external_id": "ext-3", "duplicate_of": "ext-1", "duplicate_of_line": 1},
+        {"line": 4, "external_id": "ext-4", "duplicate_of": "ext-1", "duplicate_of_line": 1},
+    ]
+
+
+def test_prompts_repeating_tasks_already_in_the_campaign_are_reported(lab_client, campaign):
+    chat = [{"role": "user", "content": "Fever for 3 days?"}]
+    lab_client.post(url(campaign), [row(1), row(2, prompt=chat)], format="json")
+    again = lab_client.post(url(campaign), [
+        row(1),  # already imported: skipped, not a duplicate of itself
+        row(3, prompt=row(1)["prompt"].upper()),
+        row(4, prompt=[{"role": "user", "content": "fever for\t3 DAYS?\r\n"}]),
+        row(5),  # a new prompt
+        row(6, prompt=row(1)["prompt"]),  # repeats ext-1 (in the campaign) and line 2 of this upload
+    ], format="json").json()
+    assert (again["created"], again["skipped"], again["duplicates_total"]) == (4, 1, 3)
+    assert again["duplicates"] == [
+        {"line": 2, "external_id": "ext-3", "duplicate_of": "ext-1", "duplicate_of_line": None},
+        {"line": 3, "external_id": "ext-4", "duplicate_of": "ext-2", "duplicate_of_line": None},
+        {"line": 5, "external_id": "ext-6", "duplicate_of": "ext-1", "duplicate_of_line": None},
+    ]
+    assert Task.objects.filter(campaign=campaign).count() == 6
+
+
+def test_duplicate_reporting_can_be_switched_off(lab_client, campaign, settings):
+    settings.DATADAO_IMPORT_REPORT_DUPLICATES = False
+    lab_client.post(url(campaign), [row(1)], format="json")
+    body = lab_client.post(url(campaign), [row(2, prompt=row(1)["prompt"]), row(3, prompt=row(1)["prompt"])],
+                           format="json").json()
+    assert (body["created"], body["duplicates"], body["duplicates_total"]) == (2, [], 0)

@@ -423,3 +423,45 @@ def test_closing_a_campaign_that_never_ran_refunds_at_once():
     assert ledger.lab_account(campaign.lab).balance == 25 * TOKEN
     assert LedgerTransaction.objects.filter(kind=Kind.REFUND).count() == 1
     assert services.campaign_escrow_refund(campaign=campaign) is None  # nothing left: nothing moves
+
+
+# --------------------------------------------------------------------------
+# Data value as a reward multiplier (issue 8)
+# --------------------------------------------------------------------------
+
+
+def _values(campaign, per_pair: dict) -> None:
+    from annotations.handles import rater_handle
+    from annotations.models import DataValue
+
+    for expert, mean in per_pair.items():
+        DataValue.objects.create(campaign=campaign, expert=expert, handle=rater_handle(campaign.pk, expert.pk),
+                                 total=mean * 10, mean=mean, n_pairs=10, computed_at=timezone.now())
+
+
+def test_with_data_value_weighting_a_more_valuable_rater_earns_more_than_an_identical_one(honest):
+    campaign = funded_campaign(escrow_amount=100 * TOKEN, data_value_weighting=True)
+    rate(campaign, [(e, "truth") for e in honest])
+    high, low, unvalued = honest
+    _values(campaign, {high: 0.375, low: 0.125})  # mean positive value 0.25: multipliers 1.5 and 0.5
+    epoch = factories.EpochFactory(campaign=campaign, index=0)
+
+    settlement.epoch_settle(epoch_id=epoch.pk)
+
+    # Same work and agreement; the 30-token budget splits 1.5 : 0.5 : 1 (not valued yet counts 1).
+    assert [available(e) for e in (high, low, unvalued)] == [15 * TOKEN, 5 * TOKEN, 10 * TOKEN]
+    factors = dict(EpochReward.objects.filter(epoch=epoch).values_list("expert_id", "value_factor"))
+    assert factors == {high.pk: pytest.approx(1.5), low.pk: pytest.approx(0.5), unvalued.pk: 1.0}
+    assert ledger_differences() == []
+
+
+def test_without_data_value_weighting_data_values_change_nothing(honest):
+    campaign = funded_campaign(escrow_amount=100 * TOKEN)
+    rate(campaign, [(e, "truth") for e in honest])
+    _values(campaign, {honest[0]: 0.3, honest[1]: -0.1})
+    epoch = factories.EpochFactory(campaign=campaign, index=0)
+
+    settlement.epoch_settle(epoch_id=epoch.pk)
+
+    assert [available(e) for e in honest] == [10 * TOKEN] * 3
+    assert set(EpochReward.objects.filter(epoch=epoch).values_list("value_factor", flat=True)) == {1.0}

@@ -13,6 +13,7 @@ from scipy.stats import binomtest
 
 from rewards.weighting import (
     chance_corrected_agreement,
+    data_value_multiplier,
     raw_quality,
     reward_weights,
     settle_epoch_math,
@@ -427,3 +428,37 @@ def test_settle_epoch_math_conserves_the_budget(size: int, seed: int, budget: in
     assert sum(result.payouts) + result.dust == budget
     assert min(result.payouts) >= 0
     assert np.all((result.quality >= 0) & (result.quality <= 1))
+
+
+# --------------------------------------------------------------------------
+# Data-value multiplier (issue 8)
+# --------------------------------------------------------------------------
+
+
+def test_data_value_multiplier_normalises_by_the_mean_positive_value_and_clips():
+    values = np.array([0.3, 0.1, -0.2, 0.0, np.nan, 2.0])
+    # Mean positive value (0.3 + 0.1 + 2.0) / 3 = 0.8.
+    factor = data_value_multiplier(values, cap=2.0)
+    assert factor == pytest.approx([0.375, 0.125, 0.0, 0.0, 1.0, 2.0])
+    # No positive value at all: no signal, everyone neutral.
+    assert data_value_multiplier([-0.1, 0.0, np.nan], cap=2.0).tolist() == [1.0, 1.0, 1.0]
+    with pytest.raises(ValueError):
+        data_value_multiplier([0.1], cap=0.5)
+
+
+@given(st.lists(st.floats(min_value=-1e3, max_value=1e3), min_size=1, max_size=50),
+       st.floats(min_value=1.0, max_value=10.0))
+def test_data_value_multiplier_is_scale_free_and_bounded(values, cap):
+    v = np.array(values)
+    factor = data_value_multiplier(v, cap=cap)
+    assert np.all((factor >= 0) & (factor <= cap))
+    assert factor == pytest.approx(data_value_multiplier(v * 1000.0, cap=cap))
+
+
+def test_the_value_factor_scales_the_weights_and_none_leaves_them():
+    common = dict(budget=1_000, n=[10, 10], matches=[10, 10], n_compared=[10, 10], f_rater=[0.5, 0.5],
+                  f_consensus=[0.5, 0.5], gold_correct=[0, 0], gold_n=[0, 0], stake=[0, 0], s_half=0.0)
+    plain = settle_epoch_math(**common)
+    weighted = settle_epoch_math(**common, value_factor=[1.5, 0.5])
+    assert plain.payouts == [500, 500] and plain.value_factor is None
+    assert weighted.payouts == [750, 250] and weighted.weight == pytest.approx(plain.weight * [1.5, 0.5])
