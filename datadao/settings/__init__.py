@@ -186,7 +186,7 @@ DATADAO_TOKENIZER_ROOTS = env.list("DATADAO_TOKENIZER_ROOTS", default=[str(Path(
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "datadao.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
