@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 
-.PHONY: install install-ml demo test migrate seed worker bench check-deploy clean
+.PHONY: install install-ml demo test test-sqlite migrate seed worker bench check-deploy clean
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,14 @@ demo: seed
 ## test: the whole suite (PostgreSQL/Redis when DATABASE_URL/CELERY_BROKER_URL are set, else SQLite)
 test: install-ml
 	$(PY) -m pytest -q
+
+# The demo's database: the expert loop, the pages and the seed on SQLite, whose
+# code paths differ from PostgreSQL's (CI runs `make test` on PostgreSQL too).
+test-sqlite: install-ml
+	env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) -m pytest -q tests/test_authentication.py \
+		tests/annotations/test_assignment.py tests/annotations/test_judgment_api.py \
+		tests/annotations/test_rating_pages.py tests/annotations/test_seed_demo.py \
+		tests/annotations/test_export_build.py
 
 worker: install
 	$(VENV)/bin/celery -A datadao worker --loglevel=info --concurrency=2

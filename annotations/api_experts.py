@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotations import assignment as assignment_services
-from annotations.models import Assignment, Campaign, Flag, Judgment
+from annotations.models import Assignment, Flag, Judgment
 from annotations.permissions import IsExpert
 from annotations.ranking import ranks_to_ranking, slot_letters
 from annotations.services import ServiceError
@@ -73,10 +73,8 @@ class AssignmentNextApi(APIView):
     def post(self, request):
         data = self.NextInput(data=request.data)
         data.is_valid(raise_exception=True)
-        campaign = Campaign.objects.filter(pk=data.validated_data["campaign"]).first()
-        if campaign is None:
-            raise ApiError([{"field": "campaign", "message": "no such campaign."}], status_code=404)
-        lease = _call(assignment_services.assignment_next, expert=request.user.expert, campaign=campaign)
+        lease = _call(assignment_services.assignment_next_in, expert=request.user.expert,
+                      campaign_id=data.validated_data["campaign"])
         if lease is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(LeaseOutput.of(lease))

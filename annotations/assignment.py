@@ -18,6 +18,8 @@ per expert and campaign) are the last line of defence.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
 import random
@@ -31,9 +33,12 @@ from django.db.models import Exists, F, OuterRef, QuerySet
 from django.utils import timezone
 
 from annotations.experts import expert_eligibility, gold_top_matches, slot_ranks_to_positions
-from annotations.models import Assignment, Campaign, Expert, Flag, Judgment, QualificationItem, Response, Task
+from annotations.models import (
+    Assignment, Campaign, Expert, ExpertDomain, Flag, Judgment, QualificationItem, Response, Task,
+)
 from annotations.ranking import RankingError, parse_ranking, slot_letters
 from annotations.services import ServiceError
+from datadao.rows import Columns, fetch
 
 logger = logging.getLogger(__name__)
 
@@ -102,8 +107,11 @@ def _candidates(campaign: Campaign, expert: Expert, *, gold: bool) -> QuerySet[T
     return queryset.order_by("-filled", "id")
 
 
+@functools.cache
 def _claim_sql(*, gold: bool) -> str:
-    """The PostgreSQL claim as one statement: pick, count and lease in a single round trip.
+    """The PostgreSQL claim as one statement: pick, count and lease in a single round trip, which also
+    returns the leased task's prompt and responses (one row per response), so the page or API can show
+    it without asking again.
 
     The same rules as ``_candidates``; the CTE's row lock (NO KEY UPDATE,
     so foreign-key checks of judgments on the task are not blocked) and the
@@ -111,6 +119,7 @@ def _claim_sql(*, gold: bool) -> str:
     assignments still back it up.
     """
     task, assignment, tested = Task._meta.db_table, Assignment._meta.db_table, QualificationItem._meta.db_table
+    response = Response._meta.db_table
     not_tested = (
         f"AND NOT EXISTS (SELECT 1 FROM {tested} q WHERE q.task_id = t.id AND q.expert_id = %(expert)s)"
         if gold else ""
@@ -130,12 +139,15 @@ def _claim_sql(*, gold: bool) -> str:
             UPDATE {task} t SET filled = t.filled + 1
             FROM candidate WHERE t.id = candidate.id AND t.filled < t.target_overlap
             RETURNING t.id
+        ), leased AS (
+            INSERT INTO {assignment}
+                (task_id, expert_id, campaign_id, state, display_order, leased_at, expires_at, skip_reason)
+            SELECT claimed.id, %(expert)s, %(campaign)s, %(leased)s, %(order)s::jsonb, %(now)s, %(expires)s, ''
+            FROM claimed
+            RETURNING id, task_id
         )
-        INSERT INTO {assignment}
-            (task_id, expert_id, campaign_id, state, display_order, leased_at, expires_at, skip_reason)
-        SELECT claimed.id, %(expert)s, %(campaign)s, %(leased)s, %(order)s::jsonb, %(now)s, %(expires)s, ''
-        FROM claimed
-        RETURNING id, task_id
+        SELECT leased.id, leased.task_id, t.prompt, r.position, r.text
+        FROM leased JOIN {task} t ON t.id = leased.task_id JOIN {response} r ON r.task_id = leased.task_id
     """
 
 
@@ -166,17 +178,20 @@ def _claim_postgres(campaign: Campaign, expert: Expert, *, gold: bool, now: date
         "campaign": campaign.pk, "expert": expert.pk, "gold": gold, "open": Task.State.OPEN,
         "leased": Assignment.State.LEASED, "order": json.dumps(order), "now": now, "expires": expires,
     }
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(_claim_sql(gold=gold), params)
-        row = cursor.fetchone()
-    if row is None:
+    # One statement is atomic on its own; inside a caller's transaction it
+    # gets a savepoint, so a unique-constraint error leaves that usable.
+    with transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext():
+        rows = fetch(_claim_sql(gold=gold), params)
+    if not rows:
         return None
     assignment = Assignment(
-        id=row[0], task_id=row[1], expert=expert, campaign=campaign, state=Assignment.State.LEASED,
+        id=rows[0][0], task_id=rows[0][1], expert=expert, campaign=campaign, state=Assignment.State.LEASED,
         display_order=order, leased_at=now, expires_at=expires, skip_reason="",
     )
     assignment._state.adding = False
     assignment._state.db = connection.alias
+    prompt = Task._meta.get_field("prompt").from_db_value(rows[0][2], None, connection)
+    assignment.leased = _as_leased(prompt, {position: text for _, _, _, position, text in rows}, order)
     return assignment
 
 
@@ -202,22 +217,58 @@ def leases_reclaim(*, campaign: Campaign | None = None, now: datetime | None = N
     return released
 
 
+@functools.cache
+def _context_sql() -> tuple[str, Columns, Columns]:
+    campaign, lease = Columns(Campaign, "c"), Columns(Assignment, "a")
+    sql = (
+        f"SELECT {campaign.sql}, EXISTS (SELECT 1 FROM {ExpertDomain._meta.db_table} d "
+        "WHERE d.expert_id = %s AND d.domain = c.domain AND d.state = %s), "
+        f"{lease.sql} FROM {Campaign._meta.db_table} c LEFT JOIN {Assignment._meta.db_table} a "
+        "ON a.campaign_id = c.id AND a.expert_id = %s AND a.state = %s WHERE c.id = %s"
+    )
+    return sql, campaign, lease
+
+
+def assignment_next_in(
+    *, expert: Expert, campaign_id: int, rng: random.Random | None = None, now: datetime | None = None,
+) -> Assignment | None:
+    """``assignment_next`` for a campaign given by id (the API's Next).
+
+    The campaign, the expert's vetting in its domain and their live lease in
+    it are read in one query, so a Next costs that query and the claim.
+    """
+    sql, campaign_columns, lease_columns = _context_sql()
+    row = fetch(sql, [expert.pk, ExpertDomain.State.VETTED, expert.pk, Assignment.State.LEASED, campaign_id], one=True)
+    if row is None:
+        raise ServiceError("no such campaign.", field="campaign", status=404)
+    width = campaign_columns.width
+    campaign = campaign_columns.load(row[:width])
+    live = lease_columns.load(row[width + 1:])
+    return assignment_next(expert=expert, campaign=campaign, rng=rng, now=now,
+                           _known=(bool(row[width]), live))
+
+
 def assignment_next(
     *, expert: Expert, campaign: Campaign, rng: random.Random | None = None, now: datetime | None = None,
+    _known: tuple[bool, Assignment | None] | None = None,
 ) -> Assignment | None:
     """Lease the expert's next task in the campaign, or None when nothing is left for them.
 
     An unexpired lease is handed back as is (a reload or a second tab gets
     the same task); an expired one is reclaimed first. With probability
     ``campaign.gold_rate`` the lease is a gold task the expert has not seen.
+    ``_known``: (vetted in the domain, live lease) already read by
+    :func:`assignment_next_in`.
     """
     now = now or timezone.now()
     rng = rng or random.SystemRandom()
-    eligibility = expert_eligibility(expert=expert, campaign=campaign)
+    domain_vetted, live = _known if _known is not None else (None, None)
+    eligibility = expert_eligibility(expert=expert, campaign=campaign, domain_vetted=domain_vetted)
     if not eligibility:
         raise ServiceError(eligibility.reason, field="campaign", status=403)
 
-    live = Assignment.objects.filter(expert=expert, campaign=campaign, state=Assignment.State.LEASED).first()
+    if _known is None:
+        live = Assignment.objects.filter(expert=expert, campaign=campaign, state=Assignment.State.LEASED).first()
     if live is not None:
         if live.expires_at > now:
             return live
@@ -289,14 +340,22 @@ class LeasedTask:
     responses: list[dict[str, str]]
 
 
-def leased_task(assignment: Assignment) -> LeasedTask:
-    rows = list(Response.objects.filter(task_id=assignment.task_id).values_list("position", "text", "task__prompt"))
-    texts = {position: text for position, text, _ in rows}
-    letters = slot_letters(len(assignment.display_order))
+def _as_leased(prompt: Any, texts: dict[int, str], display_order: list[int]) -> LeasedTask:
+    letters = slot_letters(len(display_order))
     return LeasedTask(
-        prompt=rows[0][2],
-        responses=[{"slot": letters[i], "text": texts[position]} for i, position in enumerate(assignment.display_order)],
+        prompt=prompt,
+        responses=[{"slot": letters[i], "text": texts[position]} for i, position in enumerate(display_order)],
     )
+
+
+def leased_task(assignment: Assignment) -> LeasedTask:
+    """What the expert sees of a lease; read once (a fresh claim on PostgreSQL brings it along)."""
+    cached = getattr(assignment, "leased", None)
+    if cached is not None:
+        return cached
+    rows = list(Response.objects.filter(task_id=assignment.task_id).values_list("position", "text", "task__prompt"))
+    assignment.leased = _as_leased(rows[0][2], {position: text for position, text, _ in rows}, assignment.display_order)
+    return assignment.leased
 
 
 # --------------------------------------------------------------------------
@@ -429,6 +488,10 @@ def judgment_submit(
     expired, was skipped or belongs to someone else takes no judgment.
     """
     now = now or timezone.now()
+    if connection.vendor == "postgresql":
+        done = _submit_postgres(expert, assignment_id, data, now)
+        if done is not None:
+            return done
     expired = False
     with transaction.atomic():
         # Lock the lease row only (not its task or campaign, which every
@@ -459,6 +522,93 @@ def judgment_submit(
             f"your lease on this task expired at {assignment.expires_at:%H:%M:%S} UTC, so the judgment was not "
             "recorded; press Next for another task.", status=409,
         )
+    return SubmitResult(judgment, created=True)
+
+
+@functools.cache
+def _submit_sql() -> tuple[str, Columns, Columns, Columns, str]:
+    lease, task, campaign = (
+        Columns(Assignment, "a"), Columns(Task, "t", fields=["is_gold", "gold"]), Columns(Campaign, "c"),
+    )
+    read = (
+        f"SELECT {lease.sql}, {task.sql}, {campaign.sql} FROM {Assignment._meta.db_table} a "
+        f"JOIN {Task._meta.db_table} t ON t.id = a.task_id JOIN {Campaign._meta.db_table} c ON c.id = a.campaign_id "
+        "WHERE a.id = %(id)s AND a.expert_id = %(expert)s"
+    )
+    column = {f.name: f.column for f in Judgment._meta.concrete_fields}
+    names = ["assignment", "task", "expert", "campaign", "ranks", "strength", "ratings", "rationale", "flags",
+             "display_order", "time_spent_ms", "submitted_at", "is_gold", "gold_correct", "voided", "voided_reason"]
+    write = f"""
+        WITH lease AS (
+            UPDATE {Assignment._meta.db_table} SET state = %(submitted)s, finished_at = %(now)s
+            WHERE id = %(id)s AND state = %(leased)s AND expires_at > %(now)s
+            RETURNING id, task_id
+        ), judgment AS (
+            INSERT INTO {Judgment._meta.db_table} ({", ".join(column[n] for n in names)})
+            SELECT lease.id, lease.task_id, %(expert)s, %(campaign)s, %(ranks)s::jsonb, %(strength)s,
+                   %(ratings)s::jsonb, %(rationale)s, %(flags)s::jsonb, %(display_order)s::jsonb, %(time_spent_ms)s,
+                   %(now)s, %(is_gold)s, %(gold_correct)s, false, ''
+            FROM lease
+            RETURNING id
+        ), task_before AS (
+            SELECT t.id, t.state FROM {Task._meta.db_table} t JOIN lease ON t.id = lease.task_id
+            FOR NO KEY UPDATE OF t
+        ), counted AS (
+            UPDATE {Task._meta.db_table} t SET judgment_count = t.judgment_count + 1,
+                state = CASE WHEN t.state = %(open)s AND t.judgment_count + 1 >= t.target_overlap
+                             THEN %(complete)s ELSE t.state END
+            FROM task_before WHERE t.id = task_before.id
+            RETURNING task_before.state = %(open)s AND t.state = %(complete)s AS completed
+        )
+        SELECT judgment.id, counted.completed FROM judgment, counted
+    """
+    return read, lease, task, campaign, write
+
+
+def _submit_postgres(expert: Expert, assignment_id: int, data: JudgmentInput, now: datetime) -> SubmitResult | None:
+    """The usual submission on PostgreSQL in two statements: read the lease with its task and campaign,
+    then one statement that closes the lease, records the judgment and counts it on the task, all on
+    the condition that the lease is still live. None when that condition failed (a double click racing
+    itself, a lease that expired in between, anything not live): the caller then decides under a lock.
+    """
+    read, lease_columns, task_columns, campaign_columns, write = _submit_sql()
+    params = {"id": assignment_id, "expert": expert.pk}
+    row = fetch(read, params, one=True)
+    if row is None:
+        raise ServiceError("no such assignment.", status=404)
+    a, t = lease_columns.width, lease_columns.width + task_columns.width
+    assignment = lease_columns.load(row[:a])
+    task, campaign = task_columns.load(row[a:t]), campaign_columns.load(row[t:])
+    assignment.task, assignment.campaign = task, campaign
+    clean = _clean_judgment(campaign, assignment.display_order, data)
+    if (assignment.state != Assignment.State.LEASED or assignment.expires_at <= now
+            or campaign.status == Campaign.Status.CLOSED):
+        return None  # every refusal and the repeat of a submission are decided under the lock
+    gold_correct = gold_top_matches(clean.ranks, task.gold) if task.is_gold and task.gold else None
+    time_spent_ms = min(int((now - assignment.leased_at).total_seconds() * 1000), 2**31 - 1)
+    params.update(
+        submitted=Assignment.State.SUBMITTED, leased=Assignment.State.LEASED, now=now, campaign=campaign.pk,
+        ranks=json.dumps(clean.ranks), strength=clean.strength, ratings=json.dumps(clean.ratings),
+        rationale=clean.rationale, flags=json.dumps(clean.flags), display_order=json.dumps(assignment.display_order),
+        time_spent_ms=time_spent_ms, is_gold=task.is_gold, gold_correct=gold_correct,
+        open=Task.State.OPEN, complete=Task.State.COMPLETE,
+    )
+    written = fetch(write, params, one=True)
+    if written is None:
+        return None
+    judgment_id, completed = written
+    assignment.state, assignment.finished_at = Assignment.State.SUBMITTED, now
+    judgment = Judgment(
+        id=judgment_id, assignment=assignment, task_id=assignment.task_id, expert_id=expert.pk,
+        campaign_id=campaign.pk, ranks=clean.ranks, strength=clean.strength, ratings=clean.ratings,
+        rationale=clean.rationale, flags=clean.flags, display_order=assignment.display_order,
+        time_spent_ms=time_spent_ms, submitted_at=now, is_gold=task.is_gold, gold_correct=gold_correct,
+    )
+    judgment._state.adding = False
+    judgment._state.db = connection.alias
+    if completed:
+        task_id = assignment.task_id
+        transaction.on_commit(lambda: on_task_complete(task_id))
     return SubmitResult(judgment, created=True)
 
 

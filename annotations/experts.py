@@ -181,18 +181,24 @@ class Eligibility:
         return self.eligible
 
 
-def expert_eligibility(*, expert: Expert, campaign: Campaign) -> Eligibility:
+def expert_eligibility(*, expert: Expert, campaign: Campaign, domain_vetted: bool | None = None) -> Eligibility:
     """The one rule for who may rate a campaign: vetted in its domain, not
-    suspended, holding at least its minimum bonded stake, and the campaign open."""
+    suspended, holding at least its minimum bonded stake, and the campaign open.
+
+    ``domain_vetted``: whether the expert is vetted in the campaign's domain,
+    when the caller already read it (the Next request reads it together with
+    the campaign); None reads it here."""
     if expert.state == Expert.State.SUSPENDED:
         return Eligibility(False, "your expert account is suspended.")
     if expert.state != Expert.State.VETTED:
         return Eligibility(False, "you are not vetted yet: pass a qualification test first.")
     if campaign.status != Campaign.Status.OPEN:
         return Eligibility(False, f"the campaign is {campaign.get_status_display().lower()}, not open.")
-    if not ExpertDomain.objects.filter(
-        expert=expert, domain=campaign.domain, state=ExpertDomain.State.VETTED,
-    ).exists():
+    if domain_vetted is None:
+        domain_vetted = ExpertDomain.objects.filter(
+            expert=expert, domain=campaign.domain, state=ExpertDomain.State.VETTED,
+        ).exists()
+    if not domain_vetted:
         return Eligibility(False, f"you are not vetted in {campaign.get_domain_display()}.")
     if campaign.min_stake:
         stake = rewards_selectors.expert_bonded_stake(expert=expert)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -105,6 +104,17 @@ def load(n: int) -> int:
     return campaign.pk
 
 
+def _rss_mib(field: str) -> float:
+    """This process's resident set (``VmRSS``) or its peak (``VmHWM``) in MiB. Not ``ru_maxrss``: Linux
+    carries that over from the parent through fork and exec, so a child started by a big parent (the
+    one that just loaded a million rows) would report the parent's peak as its own."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
 def child(campaign_id: int, export_format: str, file_format: str) -> None:
     """One timed run in this fresh process; prints a JSON line."""
     setup_django()
@@ -117,15 +127,14 @@ def child(campaign_id: int, export_format: str, file_format: str) -> None:
     campaign = Campaign.objects.get(pk=campaign_id)
     export = services.export_request(campaign=campaign, user=None, format=export_format, file_format=file_format,
                                      use="research")
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_before = _rss_mib("VmHWM")
     t0 = time.perf_counter()
     export = services.export_build(export_id=export.pk)
     seconds = time.perf_counter() - t0
     assert export.state == "done", export.error
     print(json.dumps({
         "seconds": seconds, "rows": export.rows_train + export.rows_test, "sha256": export.sha256_train,
-        "bytes": export.bytes_train, "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "baseline_mib": rss_before / 1024,
+        "bytes": export.bytes_train, "peak_mib": _rss_mib("VmHWM"), "baseline_mib": rss_before,
     }))
     shutil.rmtree(FILES / str(campaign_id) / str(export.pk), ignore_errors=True)
 

@@ -288,6 +288,64 @@ def pair_row(pair: Pair, opts: Options, rendered: tuple[Any, Any, Any] | None = 
     return row
 
 
+def k2_pair_rows(rows: Sequence[tuple], opts: Options, dropped: Counter,
+                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The (train, test) rows of ``trl_preference`` or ``reward_pairs`` for K = 2 non-gold tasks, straight
+    from the page query's tuples (:func:`annotations.exports.selectors.iter_source_tasks` with ``raw``).
+
+    The common export, in one pass: the same filters, rows and split as
+    :func:`task_pairs` + :func:`pair_row` + the build's split, without the
+    intermediate objects, which cost a third of the export's time where
+    measured. A test checks that both paths give byte-identical files.
+    """
+    min_margin, drop_ties, drop_same = opts.min_margin, opts.drop_ties, opts.drop_near_duplicates
+    reward, agreement, fraction = opts.format == REWARD_PAIRS, opts.agreement, opts.test_fraction
+    loads = orjson.loads
+    rank_lists: dict[str, list[int]] = {}
+    train: list[dict[str, Any]] = []
+    test: list[dict[str, Any]] = []
+    for _id, external_id, prompt, _is_gold, _gold, _count, ranks, _pairs, margin, n_raters, m0, t0, m1, t1 in rows:
+        if t0 is None or t1 is None or not ranks:
+            continue  # an upload always has both responses; without them there is nothing to export
+        if ranks.__class__ is str:
+            decoded = rank_lists.get(ranks)
+            if decoded is None:
+                decoded = rank_lists[ranks] = loads(ranks)
+            ranks = decoded
+        if min_margin is not None and margin < min_margin:
+            dropped[DROP_MARGIN] += 1
+            continue
+        gap = ranks[1] - ranks[0]
+        if gap == 0 and drop_ties:
+            dropped[DROP_TIE] += 1
+            continue
+        if drop_same and same_text(t0, t1):
+            dropped[DROP_DUPLICATE] += 1
+            continue
+        if prompt.__class__ is str or prompt.__class__ is bytes:
+            prompt = loads(prompt)
+        text = prompt if prompt.__class__ is str else prompt_text(prompt)
+        if gap >= 0:
+            row: dict[str, Any] = {"prompt": text, "chosen": t0, "rejected": t1}
+            chosen_model, rejected_model = m0, m1
+        else:
+            row = {"prompt": text, "chosen": t1, "rejected": t0}
+            chosen_model, rejected_model = m1, m0
+        if reward:
+            row["margin"] = margin
+        row["external_id"] = external_id
+        row["n_raters"] = n_raters
+        row["consensus_margin"] = margin
+        row["campaign_agreement"] = agreement
+        row["chosen_model"] = chosen_model
+        row["rejected_model"] = rejected_model
+        if fraction > 0 and is_test(prompt, fraction):
+            test.append(row)
+        else:
+            train.append(row)
+    return train, test
+
+
 def ranking_row(task: SourceTask, opts: Options, dropped: Counter) -> dict[str, Any] | None:
     """A K-way ranking row, or None when the task's margin, a tie or its answer key rules it out."""
     gold = task.is_gold and task.gold is not None

@@ -106,10 +106,12 @@ def _json(value, loads=orjson.loads):
 
 
 def iter_source_tasks(campaign_id: int, *, k: int, consensus: bool, include_gold: bool, chunk: int,
-                      pairs: bool = True) -> Iterator[list[SourceTask]]:
+                      pairs: bool = True, raw: bool = False) -> Iterator[list[SourceTask]] | Iterator[list[tuple]]:
     """The campaign's tasks in id order, ``chunk`` at a time, each with its ``k`` responses (by upload
     position) and its consensus (or None). ``pairs=False`` skips ``TaskConsensus.pairs``, which a K = 2
-    pair export does not need (its one pair's margin is the task's).
+    pair export does not need (its one pair's margin is the task's). ``raw`` yields the query's tuples
+    as they come (``id, external_id, prompt, is_gold, gold, judgment_count, ranks, pairs, margin,
+    n_raters`` then ``model_name, text`` per position) for :func:`formats.k2_pair_rows`.
 
     One query per page, one row per task: the responses are joined by position (K is fixed per
     campaign), so the database does the grouping. Every join is bounded by ``> last`` as well:
@@ -140,6 +142,10 @@ def iter_source_tasks(campaign_id: int, *, k: int, consensus: bool, include_gold
             rows = cursor.fetchall()
         if not rows:
             return
+        if raw:
+            yield rows
+            last = rows[-1][0]
+            continue
         tasks = []
         for row in rows:
             tid, external_id, prompt, is_gold, gold, judgment_count, ranks, pair_list, margin, n_raters = row[:10]

@@ -251,6 +251,7 @@ class _Build:
         self.writers: dict[str, Any] = {}
         self.pair_tokens = None
         self.encoder = None
+        self.fast = False
 
     # -- setup ---------------------------------------------------------
 
@@ -350,10 +351,28 @@ class _Build:
             rows = [r for r, k in zip(rows, keep) if k]
         return self._split(rows, [p.task for p in pairs] if opts.test_fraction > 0 else [])
 
+    def _fast_k2(self) -> bool:
+        """Whether the build takes the one-pass path of :func:`formats.k2_pair_rows`: standard or reward
+        pairs of a K = 2 campaign, without gold, tokenizer or embedding comparison."""
+        return (self.format in (formats.TRL_PREFERENCE, formats.REWARD_PAIRS)
+                and self.campaign.responses_per_task == 2 and not self.opts.include_gold
+                and self.pair_tokens is None and self.encoder is None)
+
+    def _fast_rows(self, rows: list[tuple]) -> tuple[list[dict], list[dict]]:
+        if self.excluded:
+            judged = selectors.tasks_judged_by(self.campaign.pk, rows[0][0], rows[-1][0], self.excluded)
+            if judged:
+                kept = [row for row in rows if row[0] not in judged]
+                self.counts["excluded_rater_tasks"] += len(rows) - len(kept)
+                rows = kept
+        return formats.k2_pair_rows(rows, self.opts, self.counts)
+
     def _rows(self, tasks: list[formats.SourceTask]) -> tuple[list[dict], list[dict]]:
         """The (train, test) rows of one page of tasks."""
         if not tasks:
             return [], []
+        if self.fast:
+            return self._fast_rows(tasks)
         if self.format in formats.CONSENSUS_FORMATS and self.excluded:
             judged = selectors.tasks_judged_by(self.campaign.pk, tasks[0].id, tasks[-1].id, self.excluded)
             if judged:
@@ -396,6 +415,7 @@ class _Build:
         )
         tokenizer_info = self._load_tokenizer()
         self._load_encoder()
+        self.fast = self._fast_k2()
         consensus = self.format in formats.CONSENSUS_FORMATS
         include_gold = self.opts.include_gold
         total = selectors.count_source_tasks(campaign.pk, consensus=consensus, include_gold=include_gold)
@@ -407,6 +427,7 @@ class _Build:
                 campaign.pk, k=campaign.responses_per_task, consensus=consensus, include_gold=include_gold,
                 chunk=settings.DATADAO_EXPORT_CHUNK,
                 pairs=not (self.format in formats.PAIR_FORMATS and campaign.responses_per_task == 2),
+                raw=self.fast,
             ))
             for tasks in pages:
                 train, test = self._rows(tasks)

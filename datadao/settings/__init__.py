@@ -193,7 +193,7 @@ DATADAO_CHECKPOINT_ROOTS = env.list("DATADAO_CHECKPOINT_ROOTS", default=[str(Pat
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "datadao.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

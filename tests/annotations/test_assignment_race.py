@@ -106,3 +106,41 @@ def test_the_claim_walks_the_assignment_index_instead_of_scanning_the_campaign()
             plan = "\n".join(row[0] for row in cursor.fetchall())
             assert "task_assign_idx" in plan, plan
             assert "Seq Scan on annotations_task" not in plan and "Sort" not in plan, plan
+
+
+def test_a_judgment_sent_eight_times_at_once_is_recorded_once():
+    """Double clicks and client retries racing each other: one judgment, one count on the task, and every
+    request answered with it (201 once, 200 for the repeats)."""
+    campaign = factories.open_campaign(overlap=1, max_overlap=1)
+    task = factories.TaskFactory(campaign=campaign)
+    expert = factories.ExpertFactory()
+    lease = svc.assignment_next(expert=expert, campaign=campaign)
+    first_is_a = lease.display_order[0] == 0
+    data = svc.JudgmentInput(ranking=["A", "B"] if first_is_a else ["B", "A"], strength=-1 if first_is_a else 1,
+                             rationale="The first answer is the safer and more complete one.")
+    senders = 8
+    start = threading.Barrier(senders)
+    results: list[tuple[bool, int]] = []
+    errors: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            start.wait()
+            result = svc.judgment_submit(expert=Expert.objects.get(pk=expert.pk), assignment_id=lease.pk, data=data)
+            results.append((result.created, result.judgment.pk))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send) for _ in range(senders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors[:3]
+    assert sorted(created for created, _ in results) == [False] * (senders - 1) + [True]
+    assert len({judgment for _, judgment in results}) == 1
+    assert Judgment.objects.filter(task=task).count() == 1
+    task.refresh_from_db()
+    assert (task.judgment_count, task.filled, task.state) == (1, 1, Task.State.COMPLETE)

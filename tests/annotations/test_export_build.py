@@ -392,3 +392,29 @@ def test_the_job_retries_database_hiccups_then_gives_up_with_a_reason(data, monk
     stuck.refresh_from_db()
     assert len(calls) == 1 + tasks.export_build.max_retries
     assert stuck.state == Export.State.FAILED and "database" in stuck.error
+
+
+@pytest.mark.parametrize("fmt", [formats.TRL_PREFERENCE, formats.REWARD_PAIRS])
+@pytest.mark.parametrize("params", [
+    {}, {"test_fraction": 0.4}, {"drop_ties": False, "drop_near_duplicates": False, "min_margin": 0.0},
+    {"min_rater_quality": 0.5},
+])
+def test_the_one_pass_k2_path_writes_the_same_bytes_as_the_general_path(data, fmt, params, monkeypatch):
+    fast = build(data.campaign, format=fmt, **params)
+    monkeypatch.setattr(services._Build, "_fast_k2", lambda self: False)
+    general = build(data.campaign, format=fmt, **params)
+    assert fast.rows_train > 0
+    assert (fast.sha256_train, fast.sha256_test) == (general.sha256_train, general.sha256_test)
+    assert fast.stats["counts"] == general.stats["counts"]
+
+
+def test_the_one_pass_path_is_taken_for_plain_k2_pairs_only(data, monkeypatch):
+    taken = []
+    original = formats.k2_pair_rows
+    monkeypatch.setattr(formats, "k2_pair_rows", lambda *a, **k: taken.append(1) or original(*a, **k))
+    build(data.campaign, format=formats.TRL_PREFERENCE)
+    assert taken
+    taken.clear()
+    build(data.campaign, format=formats.TRL_PREFERENCE, include_gold=True)
+    build(data.campaign, format=formats.TRL_CONVERSATIONAL)
+    assert not taken
