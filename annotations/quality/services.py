@@ -168,9 +168,12 @@ def task_consensus_update(*, task_id: int) -> TaskConsensus | None:
 
 def _fingerprint(campaign: Campaign, judgments: compute.Judgments, stakes: np.ndarray,
                  gold: dict[int, list[int]]) -> str:
-    """Judgments never change after submission (voiding removes them), so their ids stand for their content."""
+    """Judgments' rankings never change after submission (voiding removes them), so their ids stand for
+    their content; a gold verdict can change (a dispute overturns it), so the verdicts are part of it."""
     digest = hashlib.blake2b(digest_size=32)
-    digest.update(np.sort(judgments.judgment_id).tobytes())
+    order = np.argsort(judgments.judgment_id, kind="stable")
+    digest.update(judgments.judgment_id[order].tobytes())
+    digest.update(np.asarray(judgments.gold_correct)[order].astype(np.int8).tobytes())
     digest.update(np.asarray(stakes, dtype=np.int64).tobytes())
     digest.update(repr(sorted(gold.items())).encode())
     digest.update(repr((ALGORITHM_VERSION, campaign.gold_bar, campaign.consensus_weight_cap,

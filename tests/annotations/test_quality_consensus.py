@@ -317,3 +317,26 @@ def test_bradley_terry_order_matches_a_fit_per_task():
             np.concatenate([right[d > 0], left[d < 0], right[d == 0], left[d == 0]]),
             np.concatenate([w[d > 0], w[d < 0], w[d == 0] / 2, w[d == 0] / 2]), tol=1e-13, iters=2000)
         assert fast[t].tolist() == rankdata(-np.round(theta, 6), method="min").tolist(), t
+
+
+def test_an_overturned_gold_verdict_refreshes_the_raters_figures_without_new_judgments():
+    """A dispute that overturns a gold verdict changes no judgment id; the next run must still see it."""
+    from annotations.models import Judgment
+
+    campaign = factories.open_campaign(overlap=3, max_overlap=3)
+    experts = [factories.ExpertFactory() for _ in range(3)]
+    golds = [factories.GoldTaskFactory(campaign=campaign) for _ in range(4)]
+    tasks = factories.tasks_bulk(campaign, 6, prefix="q")
+    rows = [{"task": t, "expert": e, "ranks": [1, 2], "strength": -1} for t in tasks for e in experts]
+    rows += [{"task": g, "expert": e, "ranks": [1, 2] if e != experts[0] or i else [2, 1],
+              "gold_correct": e != experts[0] or bool(i)} for i, g in enumerate(golds) for e in experts]
+    factories.judgments_bulk(rows)
+    first = services.campaign_quality_compute(campaign_id=campaign.pk)
+    before = RaterQuality.objects.get(campaign=campaign, expert=experts[0]).gold_accuracy
+    assert before == pytest.approx(0.75)
+
+    # The moderator overturns the verdict on the one gold answer expert 0 got wrong.
+    Judgment.objects.filter(expert=experts[0], is_gold=True, gold_correct=False).update(gold_correct=True)
+    second = services.campaign_quality_compute(campaign_id=campaign.pk)
+    assert second.version == first.version + 1
+    assert RaterQuality.objects.get(campaign=campaign, expert=experts[0]).gold_accuracy == pytest.approx(1.0)
