@@ -15,13 +15,8 @@ from annotations.importing import ImportErrors, iter_array, iter_jsonl
 from annotations.models import Campaign, Domain, Task
 from annotations.permissions import IsLabMember, IsLabMemberOrExpert
 from datadao.api import ApiError, ImportThrottle
+from datadao.api import call_service as _service_call
 
-
-def _service_call(fn, **kwargs):
-    try:
-        return fn(**kwargs)
-    except services.ServiceError as exc:
-        raise ApiError(exc.as_errors(), status_code=exc.status) from exc
 
 
 class CampaignOutput(serializers.ModelSerializer):

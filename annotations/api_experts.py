@@ -14,15 +14,9 @@ from annotations import assignment as assignment_services
 from annotations.models import Assignment, Flag, Judgment
 from annotations.permissions import IsExpert
 from annotations.ranking import ranks_to_ranking, slot_letters
-from annotations.services import ServiceError
-from datadao.api import ApiError, AssignmentThrottle
+from datadao.api import AssignmentThrottle
+from datadao.api import call_service as _call
 
-
-def _call(fn, **kwargs):
-    try:
-        return fn(**kwargs)
-    except ServiceError as exc:
-        raise ApiError(exc.as_errors(), status_code=exc.status) from exc
 
 
 class LeaseOutput(serializers.Serializer):

@@ -18,15 +18,8 @@ from annotations import candidates
 from annotations import selectors as annotation_selectors
 from annotations.models import GenerationJob
 from annotations.permissions import IsLabMember
-from annotations.services import ServiceError
-from datadao.api import ApiError
+from datadao.api import call_service as _call
 
-
-def _call(fn, **kwargs):
-    try:
-        return fn(**kwargs)
-    except ServiceError as exc:
-        raise ApiError(exc.as_errors(), status_code=exc.status) from exc
 
 
 @extend_schema_serializer(component_name="GenerationJob")

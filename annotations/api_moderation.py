@@ -23,19 +23,13 @@ from annotations import disputes
 from annotations.handles import rater_handle
 from annotations.models import Dispute, Expert, Notification
 from annotations.permissions import IsExpert, IsLabMember, IsLabMemberOrExpert
-from annotations.services import ServiceError
 from datadao.api import ApiError, Pagination
+from datadao.api import call_service as _call
 
 
 class DisputeThrottle(UserRateThrottle):
     scope = "dispute"
 
-
-def _call(fn, **kwargs):
-    try:
-        return fn(**kwargs)
-    except ServiceError as exc:
-        raise ApiError(exc.as_errors(), status_code=exc.status) from exc
 
 
 def disputes_visible_to(user) -> QuerySet[Dispute]:

@@ -59,6 +59,17 @@ def _flatten(detail: Any, prefix: str = "") -> list[dict[str, Any]]:
     return [item]
 
 
+def call_service(fn, /, **kwargs):
+    """Call a service for an API view: a refusal it raises (``ServiceError``: message, field, status)
+    becomes an :class:`ApiError` in the API's error shape."""
+    from annotations.services import ServiceError
+
+    try:
+        return fn(**kwargs)
+    except ServiceError as exc:
+        raise ApiError(exc.as_errors(), status_code=exc.status) from exc
+
+
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, ApiError):
         return Response({"errors": exc.errors}, status=exc.status_code)

@@ -9,7 +9,8 @@ from django.template.response import TemplateResponse
 from annotations import roles
 from annotations.services import ServiceError
 from rewards import selectors, services
-from rewards.amounts import format_amount, parse_amount
+from rewards.amounts import format_amount
+from rewards.forms import AmountForm
 from rewards.models import (
     Account, DataPurchase, Epoch, EpochClaim, LabBalance, LedgerEntry, LedgerTransaction, Slash, Unbonding,
 )
@@ -104,7 +105,7 @@ class LedgerTransactionAdmin(ReadOnlyAdmin):
                 self.message_user(request, f"#{original.pk} was already reversed.", messages.WARNING)
 
 
-class TopUpForm(forms.Form):
+class TopUpForm(AmountForm):
     amount = forms.CharField(help_text="In tokens, e.g. 1000 or 12.5.")
     reference = forms.CharField(
         max_length=150,
@@ -112,14 +113,6 @@ class TopUpForm(forms.Form):
         "the same reference is never credited twice.",
     )
 
-    def clean_amount(self) -> int:
-        try:
-            amount = parse_amount(self.cleaned_data["amount"])
-        except ValueError as exc:
-            raise forms.ValidationError(str(exc)) from exc
-        if amount <= 0:
-            raise forms.ValidationError("the amount must be positive")
-        return amount
 
 
 @admin.register(LabBalance)

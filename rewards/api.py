@@ -16,20 +16,14 @@ from annotations import roles
 from annotations import selectors as annotation_selectors
 from annotations.models import Expert
 from annotations.permissions import IsExpert, IsLabMember
-from annotations.services import ServiceError
 from datadao.api import ApiError
+from datadao.api import call_service as _call
 from rewards import selectors, services
 from rewards.amounts import token_symbol
 from rewards.models import Account, LedgerEntry
 
 MAX_AMOUNT = 2**63 - 1
 
-
-def _call(fn, **kwargs):
-    try:
-        return fn(**kwargs)
-    except ServiceError as exc:
-        raise ApiError(exc.as_errors(), status_code=exc.status) from exc
 
 
 def _token() -> dict:

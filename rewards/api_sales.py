@@ -34,19 +34,13 @@ from annotations.exports import formats
 from annotations.exports import services as export_services
 from annotations.models import Campaign, Export
 from annotations.permissions import IsLabMember
-from annotations.services import ServiceError
 from datadao.api import ApiError
+from datadao.api import call_service as _call
 from rewards import revenue, selectors
 from rewards.models import DataPurchase
 
 MAX_AMOUNT = 2**63 - 1
 
-
-def _call(fn, **kwargs):
-    try:
-        return fn(**kwargs)
-    except ServiceError as exc:
-        raise ApiError(exc.as_errors(), status_code=exc.status) from exc
 
 
 def _client_key(request) -> str | None:

@@ -59,6 +59,14 @@ def _ledger_call(fn, *, insufficient: str, **kwargs):
 # --------------------------------------------------------------------------
 
 
+def _deposit_reference(reference: str) -> str:
+    """A deposit's own reference (invoice, bank or on-chain transaction id): its idempotency key."""
+    reference = (reference or "").strip()
+    if not reference:
+        raise ServiceError("give the deposit's reference (invoice or transaction id).", field="reference")
+    return reference
+
+
 def lab_topup(*, lab: Lab, amount: int, reference: str, actor) -> Posted:
     """Credit a lab with tokens it deposited (external -> lab). Moderators and admins only.
 
@@ -68,10 +76,7 @@ def lab_topup(*, lab: Lab, amount: int, reference: str, actor) -> Posted:
     """
     if not _can_moderate(actor):
         raise ServiceError("only moderators may top up lab accounts.", status=403)
-    amount = _positive_amount(amount)
-    reference = (reference or "").strip()
-    if not reference:
-        raise ServiceError("give the deposit's reference (invoice or transaction id).", field="reference")
+    amount, reference = _positive_amount(amount), _deposit_reference(reference)
     return _ledger_call(
         ledger.ledger_post,
         insufficient="cannot top up",
@@ -90,10 +95,7 @@ def expert_deposit(*, expert: Expert, amount: int, reference: str, actor) -> Pos
     """
     if not _can_moderate(actor):
         raise ServiceError("only moderators may credit deposits.", status=403)
-    amount = _positive_amount(amount)
-    reference = (reference or "").strip()
-    if not reference:
-        raise ServiceError("give the deposit's reference (invoice or transaction id).", field="reference")
+    amount, reference = _positive_amount(amount), _deposit_reference(reference)
     return _ledger_call(
         ledger.ledger_post,
         insufficient="cannot credit the deposit",

@@ -5,7 +5,6 @@ handle only (``annotations.handles``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +14,7 @@ from django.db.models import Count, Q, QuerySet
 from annotations import selectors as annotation_selectors
 from annotations.models import Campaign, QualityReport, RaterQuality, Task, TaskConsensus
 from annotations.quality import compute, loading
+from rewards.quality_inputs import ExpertQualityInput
 
 HISTOGRAM_BINS = 10
 ALPHA_HISTORY = 100
@@ -115,18 +115,8 @@ def campaign_consensus(campaign: Campaign, *, max_margin: float | None = None,
 # --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RaterEpochQuality:
-    """Same fields and meaning as ``rewards.quality_inputs.ExpertQualityInput``."""
-
-    expert_id: int
-    n: int
-    matches: int
-    n_compared: int
-    f_rater: float
-    f_consensus: float
-    gold_correct: int
-    gold_n: int
+# The same fields and meaning as the inputs settlement pays on.
+RaterEpochQuality = ExpertQualityInput
 
 
 def rater_epoch_quality(*, campaign_id: int, starts_at: datetime, ends_at: datetime) -> list[RaterEpochQuality]:
