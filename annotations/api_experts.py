@@ -5,6 +5,7 @@ names, gold status or anyone else's judgments.
 """
 from __future__ import annotations
 
+from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -14,9 +15,10 @@ from annotations import assignment as assignment_services
 from annotations.models import Assignment, Flag, Judgment
 from annotations.permissions import IsExpert
 from annotations.ranking import ranks_to_ranking, slot_letters
+from annotations.services import ServiceError
 from datadao.api import AssignmentThrottle
 from datadao.api import call_service as _call
-
+from datadao.hotpath import HotPathMixin, json_response, refusal
 
 
 class LeaseOutput(serializers.Serializer):
@@ -46,7 +48,7 @@ class LeaseOutput(serializers.Serializer):
         }
 
 
-class AssignmentNextApi(APIView):
+class AssignmentNextApi(HotPathMixin, APIView):
     """Lease the next task of a campaign. Vetted experts eligible for the campaign only.
 
     An expert holding an unexpired lease gets the same task back; 204 when
@@ -72,6 +74,23 @@ class AssignmentNextApi(APIView):
         if lease is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(LeaseOutput.of(lease))
+
+    # The fast lane (datadao.hotpath): a token-authenticated expert sending {"campaign": <id>}.
+
+    @staticmethod
+    def fast_input(data) -> int | None:
+        campaign = data.get("campaign") if data.__class__ is dict else None
+        return campaign if campaign.__class__ is int and campaign >= 1 else None
+
+    @staticmethod
+    def fast_run(request, campaign_id: int):
+        try:
+            lease = assignment_services.assignment_next_in(expert=request.user.expert, campaign_id=campaign_id)
+        except ServiceError as exc:
+            return refusal(exc)
+        if lease is None:
+            return HttpResponse(status=status.HTTP_204_NO_CONTENT)
+        return json_response(LeaseOutput.of(lease))
 
 
 class JudgmentOutput(serializers.Serializer):
@@ -112,7 +131,16 @@ class JudgmentOutput(serializers.Serializer):
         }
 
 
-class JudgmentSubmitApi(APIView):
+_FLAGS = frozenset(Flag.values)
+
+
+def _plain_ratings(ratings) -> bool:
+    return ratings.__class__ is dict and all(
+        axis.__class__ is dict and all(value.__class__ is int for value in axis.values()) for axis in ratings.values()
+    )
+
+
+class JudgmentSubmitApi(HotPathMixin, APIView):
     """Submit the judgment for one's own lease. Idempotent: a repeat returns the same judgment with 200.
 
     A lease that expired, was skipped, or a different second judgment is
@@ -153,6 +181,42 @@ class JudgmentSubmitApi(APIView):
         return Response(
             JudgmentOutput.of(result.judgment), status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
         )
+
+    # The fast lane (datadao.hotpath): every field already of the type JudgmentSubmitInput accepts
+    # unchanged (an int strength, int ratings, a string rationale without NUL, known flags).
+
+    @staticmethod
+    def fast_input(data, assignment_id: int) -> assignment_services.JudgmentInput | None:
+        if data.__class__ is not dict or data.get("ranking") is None:
+            return None
+        fields = {"ranking": data["ranking"]}
+        if "strength" in data:
+            strength = fields["strength"] = data["strength"]
+            if strength is not None and strength.__class__ is not int:
+                return None
+        if "ratings" in data:
+            if not _plain_ratings(ratings := data["ratings"]):
+                return None
+            fields["ratings"] = ratings
+        rationale = data.get("rationale", "")
+        if rationale.__class__ is not str or "\x00" in rationale:
+            return None
+        fields["rationale"] = rationale.strip()
+        if "flags" in data:
+            flags = data["flags"]
+            if flags.__class__ is not list or not all(flag.__class__ is str and flag in _FLAGS for flag in flags):
+                return None
+            fields["flags"] = flags
+        return assignment_services.JudgmentInput(**fields)
+
+    @staticmethod
+    def fast_run(request, value: assignment_services.JudgmentInput, assignment_id: int):
+        try:
+            result = assignment_services.judgment_submit(
+                expert=request.user.expert, assignment_id=assignment_id, data=value)
+        except ServiceError as exc:
+            return refusal(exc)
+        return json_response(JudgmentOutput.of(result.judgment), status=201 if result.created else 200)
 
 
 class AssignmentSkipApi(APIView):

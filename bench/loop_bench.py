@@ -370,7 +370,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="threads per worker; 1 = sync workers (as the README deploys: measured faster here "
                              "than 4 x 4 gthread, which loses time to the GIL)")
+    parser.add_argument("--experts", default="20,200", help="closed-loop sizes to run, comma-separated")
+    parser.add_argument("--skip", default="", help="comma-separated parts to leave out: paced, scale")
     args = parser.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
     if args.quick:
         args.runs, args.seconds, args.big_tasks = 1, 6.0, min(args.big_tasks, 100_000)
 
@@ -388,7 +391,7 @@ def main() -> None:
     server = start_server(args.workers, args.threads)
     SERVER_PID[0] = server.pid
     try:
-        for n in (20, 200):
+        for n in [int(n) for n in args.experts.split(",") if n]:
             results = []
             for index in range(args.runs):
                 campaign, load_s = make_campaign(lab, args.tasks, f"loop n={n} run={index}")
@@ -397,24 +400,26 @@ def main() -> None:
                 results.append(summary(loop(tokens[:n], campaign.pk, seconds=args.seconds)))
             show(f"N={n}, {args.tasks:,} tasks (median of {args.runs})", median_of(results))
 
-        campaign, _ = make_campaign(lab, args.tasks, "paced n=200")
-        paced = summary(loop(tokens, campaign.pk, seconds=args.seconds * 1.5, think_s=4.0))
-        show("N=200 paced (think ~4 s)", paced)
+        if "paced" not in skip:
+            campaign, _ = make_campaign(lab, args.tasks, "paced n=200")
+            paced = summary(loop(tokens, campaign.pk, seconds=args.seconds * 1.5, think_s=4.0))
+            show("N=200 paced (think ~4 s)", paced)
 
         scale = {}
-        for size in (1_000, args.big_tasks):
+        for size in (1_000, args.big_tasks) if "scale" not in skip else ():
             campaign, load_s = make_campaign(lab, size, f"scale {size}")
             print(f"(imported {size:,} tasks in {load_s:.1f} s)", flush=True)
             results = [summary(loop(tokens[:20], campaign.pk, judgments=500)) for _ in range(args.runs)]
             scale[size] = median_of(results)
             show(f"N=20, {size:,} tasks, 500 judgments x{args.runs}", scale[size])
-        ratio = scale[args.big_tasks]["next_p99"] / scale[1_000]["next_p99"]
-        print(f"next p99 at {args.big_tasks:,} tasks / at 1,000 tasks: {ratio:.2f}x", flush=True)
-        per_judgment = statistics.median(
-            r["app_cpu_ms"] + r["db_cpu_ms"] for r in [*scale.values()]
-        )
-        print(f"server CPU per judgment (app + db): {per_judgment:.1f} ms -> about "
-              f"{2000 / per_judgment:.0f} judgments/s on 2 dedicated cores", flush=True)
+        if scale:
+            ratio = scale[args.big_tasks]["next_p99"] / scale[1_000]["next_p99"]
+            print(f"next p99 at {args.big_tasks:,} tasks / at 1,000 tasks: {ratio:.2f}x", flush=True)
+            per_judgment = statistics.median(
+                r["app_cpu_ms"] + r["db_cpu_ms"] for r in [*scale.values()]
+            )
+            print(f"server CPU per judgment (app + db): {per_judgment:.1f} ms -> about "
+                  f"{2000 / per_judgment:.0f} judgments/s on 2 dedicated cores", flush=True)
     finally:
         stop_server(server)
         flush_broker()

@@ -24,23 +24,27 @@ class Columns:
         self.names = [f.attname for f in self.fields]
         quote = connection.ops.quote_name
         self.sql = ", ".join(f"{alias}.{quote(f.column)}" for f in self.fields)
+        # Only the columns that need converting (on PostgreSQL: JSON), by position.
         self._converters = []
-        for field in self.fields:
+        for index, field in enumerate(self.fields):
             column = field.get_col(alias)
             converters = connection.ops.get_db_converters(column) + field.get_db_converters(connection)
-            self._converters.append((column, converters))
+            if converters:
+                self._converters.append((index, column, converters))
         self.width = len(self.fields)
+        self._alias = connection.alias
 
     def load(self, values: Sequence, db: str | None = None):
         """The instance for ``values`` (this object's columns, in order); None when its key is NULL (outer join)."""
         if values[0] is None:
             return None
-        converted = []
-        for value, (column, converters) in zip(values, self._converters):
+        converted = list(values)
+        for index, column, converters in self._converters:
+            value = converted[index]
             for convert in converters:
                 value = convert(value, column, connection)
-            converted.append(value)
-        return self.model.from_db(db or connection.alias, self.names, converted)
+            converted[index] = value
+        return self.model.from_db(db or self._alias, self.names, converted)
 
 
 def fetch(sql: str, params, *, one: bool = False):

@@ -19,12 +19,14 @@ api_v1 = [
     ), name="swagger-ui"),
 ]
 
+# The API first: its requests (most of all, the experts' rating loop) then
+# skip trying every page pattern; no page lives under api/v1/.
 urlpatterns = [
+    path("api/v1/", include(api_v1)),
     path("", annotation_views.home, name="home"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("", include("annotations.pages")),
     path("wallet/", include("rewards.pages")),
-    path("api/v1/", include(api_v1)),
 ]
