@@ -167,6 +167,21 @@ def is_test(prompt: str | Sequence[dict[str, Any]], test_fraction: float) -> boo
     return int.from_bytes(digest[:8], "big") / 2**64 < test_fraction
 
 
+def test_split_bound(test_fraction: float) -> bytes:
+    """:func:`is_test` as a bound a database can compare digests with: for ``test_fraction`` in (0, 1], a
+    prompt is in the test split exactly when the first 8 bytes of its key's SHA-256 are below these 8
+    bytes (compared as bytes, that is as big-endian numbers). The bound is the smallest number that the
+    float comparison of :func:`is_test` puts in train, found by bisection, so rounding is the same."""
+    low, high = 0, 2**64
+    while low < high:
+        middle = (low + high) // 2
+        if middle / 2**64 < test_fraction:
+            low = middle + 1
+        else:
+            high = middle
+    return low.to_bytes(8, "big")
+
+
 def normalise_text(text: str) -> str:
     """Text as compared for near-duplicates: Unicode NFKC, case-folded, whitespace runs collapsed.
 

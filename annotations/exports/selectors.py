@@ -6,14 +6,17 @@ the campaign's size and no transaction is held open for the length of an
 export. Rows come back as plain tuples through the database cursor (the
 ORM's per-row model objects would cost more than the rest of the export);
 JSON columns arrive as text on both SQLite and PostgreSQL and are decoded
-with orjson.
+with orjson. Pages are read ahead in a background thread (:func:`read_ahead`),
+or, when their windows are known beforehand, by two threads on two connections
+at once (:func:`read_in_parallel`), so the database uses two cores.
 """
 from __future__ import annotations
 
 import queue
 import threading
-from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
 import orjson
 from django.db import connection
@@ -25,6 +28,9 @@ from annotations.handles import rater_handle
 from annotations.models import (
     Campaign, Export, Judgment, QualityReport, RaterQuality, Response, Task, TaskConsensus,
 )
+
+Window = TypeVar("Window")
+Page = TypeVar("Page")
 
 
 def exports_for_campaign(campaign: Campaign) -> QuerySet[Export]:
@@ -255,3 +261,57 @@ def read_ahead(make_pages: Callable[[], Iterator[list]], *, depth: int = 1) -> I
     finally:
         stop.set()
         reader.join()
+
+
+def read_in_parallel(read: Callable[[Window], Page], windows: Iterable[Window], *, readers: int = 2,
+                     ) -> Iterator[Page]:
+    """``read(window)`` for each of ``windows``, yielded in order, read by ``readers`` background threads
+    that take the windows in turn, each on its own database connection: the database works on several
+    pages at once (one core each) while this thread uses the pages already read. At most one page per
+    reader is read ahead of the page in use. As :func:`read_ahead`, inside a transaction the pages are
+    read in the caller's thread, on its connection."""
+    if connection.in_atomic_block:
+        for window in windows:
+            yield read(window)
+        return
+    inboxes: list[queue.SimpleQueue] = [queue.SimpleQueue() for _ in range(readers)]
+    outboxes: list[queue.SimpleQueue] = [queue.SimpleQueue() for _ in range(readers)]
+    stop = threading.Event()
+
+    def serve(inbox: queue.SimpleQueue, outbox: queue.SimpleQueue) -> None:
+        try:
+            while (window := inbox.get()) is not None and not stop.is_set():
+                try:
+                    outbox.put(read(window))
+                except BaseException as exc:  # noqa: BLE001 - raised again in the consuming thread
+                    outbox.put(exc)
+                    return
+        finally:
+            connection.close()  # this thread's own connection
+
+    threads = [threading.Thread(target=serve, args=(inbox, outbox), name=f"export-reader-{n}", daemon=True)
+               for n, (inbox, outbox) in enumerate(zip(inboxes, outboxes))]
+    for thread in threads:
+        thread.start()
+
+    def received(outbox: queue.SimpleQueue) -> Page:
+        page = outbox.get()
+        if isinstance(page, BaseException):
+            raise page
+        return page
+
+    owing: deque = deque()  # the outboxes of the windows handed out and not yet yielded, in window order
+    try:
+        for n, window in enumerate(windows):
+            inboxes[n % readers].put(window)
+            owing.append(outboxes[n % readers])
+            if len(owing) > readers:
+                yield received(owing.popleft())
+        while owing:
+            yield received(owing.popleft())
+    finally:
+        stop.set()
+        for inbox in inboxes:
+            inbox.put(None)
+        for thread in threads:
+            thread.join()

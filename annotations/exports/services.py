@@ -3,7 +3,12 @@
 The build streams: tasks are read in keyset pages, turned into rows by the
 pure builders in :mod:`annotations.exports.formats`, and written at once
 (JSONL line by line, Parquet row group by row group) with SHA-256 computed
-on the way out, so memory does not grow with the campaign.
+on the way out, so memory does not grow with the campaign. The common export
+(``trl_preference`` or ``reward_pairs`` of a K = 2 campaign without gold,
+tokenizer or embedding comparison) takes a one-pass path
+(:func:`formats.k2_pair_rows`); in JSONL on PostgreSQL the database writes
+its lines (:mod:`annotations.exports.sql_lines`), two connections reading
+pages at once. Every path writes the same bytes.
 
 Safe to run twice: a done or failed export is left as it is; a second run of
 a queued or running one (a redelivered Celery message) writes its own
@@ -56,7 +61,7 @@ from django.utils import timezone
 
 from annotations import tokenization
 from annotations.exports import card as cards
-from annotations.exports import formats, selectors
+from annotations.exports import formats, selectors, sql_lines
 from annotations.exports.writers import JsonlWriter, ParquetWriter
 from annotations.models import Campaign, Export
 from annotations.services import ServiceError
@@ -252,6 +257,7 @@ class _Build:
         self.pair_tokens = None
         self.encoder = None
         self.fast = False
+        self.rendered = False
 
     # -- setup ---------------------------------------------------------
 
@@ -358,27 +364,36 @@ class _Build:
                 and self.campaign.responses_per_task == 2 and not self.opts.include_gold
                 and self.pair_tokens is None and self.encoder is None)
 
+    def _sql_renders(self) -> bool:
+        """Whether PostgreSQL writes the lines (:mod:`annotations.exports.sql_lines`): the one-pass
+        export in JSONL on that database."""
+        return self.fast and self.export.file_format == Export.FileFormat.JSONL and sql_lines.available()
+
     def _fast_rows(self, rows: list[tuple]) -> tuple[list[dict], list[dict]]:
         if self.excluded:
             judged = selectors.tasks_judged_by(self.campaign.pk, rows[0][0], rows[-1][0], self.excluded)
             if judged:
                 kept = [row for row in rows if row[0] not in judged]
-                self.counts["excluded_rater_tasks"] += len(rows) - len(kept)
-                rows = kept
+                if len(kept) < len(rows):  # counted only when some go, as every path counts it
+                    self.counts["excluded_rater_tasks"] += len(rows) - len(kept)
+                    rows = kept
         return formats.k2_pair_rows(rows, self.opts, self.counts)
 
     def _rows(self, tasks: list[formats.SourceTask]) -> tuple[list[dict], list[dict]]:
-        """The (train, test) rows of one page of tasks."""
+        """The (train, test) rows of one page of tasks (encoded lines when the database wrote them)."""
         if not tasks:
             return [], []
+        if self.rendered:
+            return sql_lines.page_lines(tasks, self.opts, self.counts)
         if self.fast:
             return self._fast_rows(tasks)
         if self.format in formats.CONSENSUS_FORMATS and self.excluded:
             judged = selectors.tasks_judged_by(self.campaign.pk, tasks[0].id, tasks[-1].id, self.excluded)
             if judged:
                 kept = [t for t in tasks if t.is_gold or t.id not in judged]
-                self.counts["excluded_rater_tasks"] += len(tasks) - len(kept)
-                tasks = kept
+                if len(kept) < len(tasks):
+                    self.counts["excluded_rater_tasks"] += len(tasks) - len(kept)
+                    tasks = kept
         if self.format in formats.PAIR_FORMATS:
             return self._pair_rows(tasks)
         rows, sources = [], []
@@ -416,6 +431,7 @@ class _Build:
         tokenizer_info = self._load_tokenizer()
         self._load_encoder()
         self.fast = self._fast_k2()
+        self.rendered = self._sql_renders()
         consensus = self.format in formats.CONSENSUS_FORMATS
         include_gold = self.opts.include_gold
         total = selectors.count_source_tasks(campaign.pk, consensus=consensus, include_gold=include_gold)
@@ -423,17 +439,11 @@ class _Build:
         try:
             self._writer("train")
             done, last_report = 0, time.monotonic()
-            pages = selectors.read_ahead(lambda: selectors.iter_source_tasks(
-                campaign.pk, k=campaign.responses_per_task, consensus=consensus, include_gold=include_gold,
-                chunk=settings.DATADAO_EXPORT_CHUNK,
-                pairs=not (self.format in formats.PAIR_FORMATS and campaign.responses_per_task == 2),
-                raw=self.fast,
-            ))
-            for tasks in pages:
+            for tasks in self._pages(consensus=consensus, include_gold=include_gold):
                 train, test = self._rows(tasks)
-                self._writer("train").write_rows(train)
+                self._write("train", train)
                 if test:
-                    self._writer("test").write_rows(test)
+                    self._write("test", test)
                 done += len(tasks)
                 del tasks, train, test
                 gc.collect(0)
@@ -447,6 +457,24 @@ class _Build:
         finally:
             for writer in self.writers.values():
                 writer.abort()  # no-op for committed files (their temporary file is gone)
+
+    def _pages(self, *, consensus: bool, include_gold: bool):
+        campaign, chunk = self.campaign, settings.DATADAO_EXPORT_CHUNK
+        if self.rendered:
+            sql, params = sql_lines.page_query(self.opts, campaign_id=campaign.pk, excluded=self.excluded)
+            return selectors.read_in_parallel(lambda window: sql_lines.read_page(sql, params, window),
+                                              sql_lines.task_windows(campaign.pk, chunk))
+        return selectors.read_ahead(lambda: selectors.iter_source_tasks(
+            campaign.pk, k=campaign.responses_per_task, consensus=consensus, include_gold=include_gold, chunk=chunk,
+            pairs=not (self.format in formats.PAIR_FORMATS and campaign.responses_per_task == 2), raw=self.fast,
+        ))
+
+    def _write(self, split: str, rows: list) -> None:
+        writer = self._writer(split)
+        if self.rendered:
+            writer.write_lines(rows)
+        else:
+            writer.write_rows(rows)
 
     def _card_info(self, snapshot: dict, written: dict, tokenizer_info: dict | None) -> dict:
         ext = self.export.file_format

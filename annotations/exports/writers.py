@@ -13,8 +13,9 @@ short queue, so it overlaps with reading and building the next rows.
 Determinism (the same rows give the same bytes, so two exports of the same
 data have the same checksum):
 
-* JSONL: one ``orjson`` object per line, keys in column order, no spaces, a
-  trailing newline;
+* JSONL: one ``orjson`` object per line (:func:`jsonl_line`), keys in column
+  order, no spaces, a trailing newline; lines encoded elsewhere
+  (:mod:`annotations.exports.sql_lines`) are byte-identical;
 * Parquet (pyarrow): an explicit schema, row groups of exactly
   :data:`PARQUET_ROW_GROUP` rows however the rows arrive, zstd compression,
   no pandas metadata. The footer's ``created_by`` names the pyarrow version,
@@ -175,12 +176,21 @@ class _Writer:
         self.temp.unlink(missing_ok=True)
 
 
+def jsonl_line(row: dict[str, Any]) -> bytes:
+    """One row as a JSONL line."""
+    return orjson.dumps(row, option=_JSONL_OPTIONS)
+
+
 class JsonlWriter(_Writer):
     def write_rows(self, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            data = b"".join([orjson.dumps(row, option=_JSONL_OPTIONS) for row in rows])
+        self.write_lines([orjson.dumps(row, option=_JSONL_OPTIONS) for row in rows])
+
+    def write_lines(self, lines: list[bytes]) -> None:
+        """Rows already encoded as :func:`jsonl_line` encodes them (or byte-identical)."""
+        if lines:
+            data = b"".join(lines)
             self._output.submit(lambda: self._sink.write(data))
-            self.rows += len(rows)
+            self.rows += len(lines)
 
 
 class ParquetWriter(_Writer):

@@ -133,3 +133,67 @@ def read_jsonl(export, part: str = "train") -> list[dict]:
     import json
 
     return [json.loads(line) for line in export_path(export, part).read_text().splitlines()]
+
+
+# (external_id, prompt, responses, consensus ranks, margin): K = 2 tasks whose lines are awkward to write
+# byte for byte (escapes, non-ASCII, floats) or whose filters are awkward to decide (near-duplicates that
+# only normalisation finds, ties, unusual rank vectors). Margins are set exactly, not rounded as
+# ``consensus_for`` rounds them.
+AWKWARD_TASKS = [
+    ("plain", "Plain question?", ["Alpha answer.", "Beta answer."], [1, 2], 0.9),
+    ("same-prompt", "Plain question?", ["zeta", "Eta"], [2, 1], 1.0),
+    ("unicode", "Ünïcödé prompt — 日本語 😀", ["Réponse — ça va 😀", "答え\u2028next\u2029end"], [1, 2], 0.1),
+    ("escapes", 'Quote " and back\\slash\tand\nnewline \x01 \x7f', ['He said "hi" \\n', "tab\there\r\nx\x1f\x08\x0c"],
+     [2, 1], 0.5),
+    ("margin-1e-05", "Tiny margin?", ["Xylophone", "yak"], [1, 2], 1e-05),
+    ("margin-0.000123", "Small margin?", ["Kilo", "lima"], [1, 2], 0.000123),
+    ("margin-0.0001", "Edge margin?", ["Mike", "november"], [1, 2], 0.0001),
+    ("margin-0", "Zero margin?", ["Oscar", "papa"], [2, 1], 0.0),
+    ("margin-6-decimals", "Six decimals?", ["Quebec", "romeo"], [1, 2], 0.123457),
+    ("tie", "Tied?", ["Sierra", "tango"], [1, 1], 0.8),
+    ("case-space-duplicate", "Duplicate?", ["Hello   World", "hello world"], [1, 2], 0.9),
+    ("same-first-letter", "Duplicate?", ["Hello World", "help the world"], [1, 2], 0.9),
+    ("ligature-duplicate", "Ligature?", ["\ufb01ne print", "fine print"], [1, 2], 0.9),
+    ("strasse-duplicate", "Street?", ["Straße", "STRASSE"], [1, 2], 0.9),
+    ("exact-duplicate", "Exact?", ["Same text.", "Same text."], [1, 2], 0.9),
+    ("leading-space", "Space?", [" leading", "leading"], [2, 1], 0.9),
+    ("empty-response", "Empty?", ["", "Something"], [1, 2], 0.9),
+    ("chat", [{"role": "system", "content": 'Be "careful".'}, {"role": "user", "content": "Dose?\n😀"}],
+     ["Uniform", "victor"], [1, 2], 0.7),
+    ("odd-ranks", "Odd ranks?", ["Whiskey", "xray"], [1, 3], 0.9),
+    ("low-margin", "Low margin?", ["Yankee", "zulu"], [1, 2], 0.3),
+    ('external "id" ü\\', "External id?", ["Able", "baker"], [2, 1], 0.75),
+    ("flagged-rater", "Excluded?", ["Charlie", "delta"], [1, 2], 0.9),
+    ("voided-flagged-rater", "Voided?", ["Echo", "foxtrot"], [1, 2], 0.9),
+]
+
+
+def awkward_campaign(lab, *, agreement: float | None) -> Campaign:
+    """A K = 2 campaign (min margin 0.6) of :data:`AWKWARD_TASKS`, model names that need escaping on
+    one task, a flagged rater who judged ``flagged-rater`` (and ``voided-flagged-rater``, voided), and
+    a quality report giving ``agreement`` (none at all for None)."""
+    from annotations.models import Judgment, Response, TaskConsensus
+
+    campaign = factories.open_campaign(lab=lab, consensus_min_margin=0.6)
+    tasks = {}
+    for external_id, prompt, texts, ranks, margin in AWKWARD_TASKS:
+        task = factories.TaskFactory(campaign=campaign, external_id=external_id, prompt=prompt, responses=texts)
+        factories.consensus_for(task, ranks, n_raters=5 if margin == 1.0 else 3)
+        TaskConsensus.objects.filter(task=task).update(margin=margin)
+        tasks[external_id] = task
+    Response.objects.filter(task=tasks["unicode"], position=0).update(model_name='mödel "α"')
+    Response.objects.filter(task=tasks["unicode"], position=1).update(model_name="model\\b\n")
+    flagged = factories.ExpertFactory()
+    factories.judgments_bulk([{"task": tasks[name], "expert": flagged, "ranks": [1, 2]}
+                              for name in ("flagged-rater", "voided-flagged-rater")])
+    Judgment.objects.filter(task=tasks["voided-flagged-rater"]).update(voided=True)
+    RaterQuality.objects.create(
+        campaign=campaign, expert=flagged, handle=rater_handle(campaign.pk, flagged.pk), reliability=0.8,
+        flagged=True, flag_speed=True, computed_at=timezone.now(), version=1,
+    )
+    if agreement is not None:
+        QualityReport.objects.create(
+            campaign=campaign, version=1, computed_at=timezone.now(), fingerprint="a" * 64, n_judgments=2,
+            n_tasks=len(AWKWARD_TASKS), n_raters=1, figures={"alpha_nominal": {"value": agreement}},
+        )
+    return campaign

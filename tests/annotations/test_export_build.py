@@ -8,15 +8,18 @@ import os
 import numpy as np
 import pytest
 
-from annotations.exports import formats, selectors, services
+from annotations.exports import formats, selectors, services, sql_lines
 from annotations.handles import rater_handle
 from annotations.models import Campaign, Export, TaskConsensus
 from tests import factories
-from tests.annotations.export_data import build, export_path, read_jsonl, scenario
+from tests.annotations.export_data import awkward_campaign, build, export_path, read_jsonl, scenario
 from tests.annotations.quality_crowds import rationale
 
 datasets = pytest.importorskip("datasets", reason="exports are checked with the datasets library")
 pytest.importorskip("pyarrow")
+
+on_postgres = pytest.mark.skipif(not os.environ.get("DATABASE_URL", "").startswith("postgres"),
+                                 reason="PostgreSQL writes the lines only on PostgreSQL")
 
 
 @pytest.fixture(autouse=True)
@@ -238,7 +241,7 @@ def test_when_two_runs_race_the_first_to_finish_keeps_its_files(data, monkeypatc
 def test_progress_counts_pages_as_they_are_read(data, settings, monkeypatch):
     settings.DATADAO_EXPORT_CHUNK = 3
     monkeypatch.setattr(services, "PROGRESS_EVERY_S", 0.0)
-    export = services.export_request(campaign=data.campaign, user=None, format=formats.TRL_PREFERENCE)
+    export = services.export_request(campaign=data.campaign, user=None, format=formats.TRL_CONVERSATIONAL)
     seen = []
     pages = selectors.iter_source_tasks
 
@@ -336,6 +339,7 @@ def test_outside_a_transaction_pages_are_read_ahead_in_another_thread(lab, monke
     import threading
 
     data = scenario(lab)
+    monkeypatch.setattr(services._Build, "_sql_renders", lambda self: False)  # PostgreSQL's path has its own test
     readers = []
     pages = selectors.iter_source_tasks
 
@@ -400,15 +404,120 @@ def test_the_job_retries_database_hiccups_then_gives_up_with_a_reason(data, monk
     {"min_rater_quality": 0.5},
 ])
 def test_the_one_pass_k2_path_writes_the_same_bytes_as_the_general_path(data, fmt, params, monkeypatch):
+    rendered = build(data.campaign, format=fmt, **params)  # PostgreSQL writes the lines there
+    monkeypatch.setattr(services._Build, "_sql_renders", lambda self: False)
     fast = build(data.campaign, format=fmt, **params)
     monkeypatch.setattr(services._Build, "_fast_k2", lambda self: False)
     general = build(data.campaign, format=fmt, **params)
     assert fast.rows_train > 0
+    for export in (rendered, fast):
+        assert (export.sha256_train, export.sha256_test) == (general.sha256_train, general.sha256_test)
+        assert export.stats["counts"] == general.stats["counts"]
+
+
+@pytest.mark.parametrize("fmt", [formats.TRL_PREFERENCE, formats.REWARD_PAIRS])
+@pytest.mark.parametrize("agreement", [None, 0.7123456789])
+@pytest.mark.parametrize("params", [
+    {}, {"min_margin": 0.0, "drop_ties": False, "drop_near_duplicates": False},
+    {"min_margin": 0.0, "test_fraction": 0.3}, {"exclude_flagged_raters": False, "test_fraction": 0.3},
+])
+def test_awkward_text_numbers_and_filters_give_the_same_bytes_on_every_path(lab, fmt, agreement, params,
+                                                                            monkeypatch):
+    campaign = awkward_campaign(lab, agreement=agreement)
+    fast = build(campaign, format=fmt, **params)  # on PostgreSQL the database writes the lines
+    monkeypatch.setattr(services._Build, "_fast_k2", lambda self: False)
+    general = build(campaign, format=fmt, **params)
+    assert general.rows_train > 0 and (general.rows_test > 0) == ("test_fraction" in params)
     assert (fast.sha256_train, fast.sha256_test) == (general.sha256_train, general.sha256_test)
     assert fast.stats["counts"] == general.stats["counts"]
+    assert export_path(fast).read_bytes() == export_path(general).read_bytes()
+
+
+def test_the_awkward_campaign_exercises_every_filter(lab):
+    """Guards the test above: the data must keep exercising what it claims to."""
+    campaign = awkward_campaign(lab, agreement=0.5)
+    assert build(campaign, format=formats.REWARD_PAIRS).stats["counts"]["below_min_margin"] == 8
+    export = build(campaign, format=formats.REWARD_PAIRS, min_margin=0.0, test_fraction=0.3)
+    assert export.stats["counts"] == {"tie": 1, "near_duplicate": 5, "excluded_rater_tasks": 1}
+    raw = export_path(export).read_bytes() + export_path(export, "test").read_bytes()
+    rows = [json.loads(line) for line in raw.split(b"\n")[:-1]]  # not str.splitlines: it splits at U+2028
+    kept = {r["external_id"] for r in rows}
+    assert {"same-first-letter", "odd-ranks", "chat", "voided-flagged-rater", 'external "id" ü\\'} <= kept
+    escapes = next(r for r in rows if r["external_id"] == "escapes")
+    assert escapes["chosen"] == "tab\there\r\nx\x1f\x08\x0c" and escapes["margin"] == 0.5
+    assert "答え\u2028next\u2029end".encode() in raw and b'"margin":1.0,' in raw
+
+
+@on_postgres
+def test_postgresql_writes_the_lines_of_plain_pairs(lab, monkeypatch):
+    campaign = factories.open_campaign(lab=lab)
+    prompts = [f"Question {n}: which dose?" for n in range(8)]
+    for n, prompt in enumerate(prompts):
+        task = factories.TaskFactory(campaign=campaign, prompt=prompt, responses=[f"Alpha {n}.", f"beta {n} \"ü\"."])
+        factories.consensus_for(task, [1, 2] if n % 2 else [2, 1])
+    routes, in_python = [], []
+    read_page = sql_lines.read_page
+
+    def spy(*args):
+        rows = read_page(*args)
+        routes.extend(row[0] for row in rows)
+        return rows
+
+    monkeypatch.setattr(sql_lines, "read_page", spy)
+    monkeypatch.setattr(formats, "k2_pair_rows", lambda *args: in_python.append(1) or ([], []))
+    export = build(campaign, format=formats.TRL_PREFERENCE, test_fraction=0.5)
+    assert routes == [sql_lines.TEST if formats.is_test(p, 0.5) else sql_lines.TRAIN for p in prompts]
+    assert {sql_lines.TRAIN, sql_lines.TEST} <= set(routes) and not in_python
+    assert (export.rows_train, export.rows_test) == (routes.count(sql_lines.TRAIN), routes.count(sql_lines.TEST))
+
+
+@on_postgres
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_two_connections_read_the_pages(lab, settings, monkeypatch):
+    import threading
+
+    campaign = awkward_campaign(lab, agreement=0.5)
+    settings.DATADAO_EXPORT_CHUNK = 4
+    readers = set()
+    read_page = sql_lines.read_page
+
+    def spy(*args):
+        readers.add(threading.current_thread().name)
+        return read_page(*args)
+
+    monkeypatch.setattr(sql_lines, "read_page", spy)
+    export = build(campaign, format=formats.REWARD_PAIRS, test_fraction=0.3)
+    assert readers == {"export-reader-0", "export-reader-1"}
+    with monkeypatch.context() as general_path:
+        general_path.setattr(services._Build, "_fast_k2", lambda self: False)
+        general = build(campaign, format=formats.REWARD_PAIRS, test_fraction=0.3)
+    assert (export.sha256_train, export.sha256_test) == (general.sha256_train, general.sha256_test)
+
+    def broken(sql, params, window):
+        if window[0] > 0:
+            raise RuntimeError("the database went away")
+        return read_page(sql, params, window)
+
+    monkeypatch.setattr(sql_lines, "read_page", broken)
+    failed = build(campaign, format=formats.REWARD_PAIRS)
+    assert failed.state == Export.State.FAILED and "RuntimeError" in failed.error
+    assert not (export_path_root() / str(campaign.pk) / str(failed.pk)).exists() or not any(
+        (export_path_root() / str(campaign.pk) / str(failed.pk)).iterdir())
+
+
+def test_the_split_bound_decides_as_the_split_does():
+    for fraction in (0.3, 0.4, 0.5, 1e-9):
+        bound = formats.test_split_bound(fraction)
+        number = int.from_bytes(bound, "big")
+        for near in (number - 1, number):
+            assert (near.to_bytes(8, "big") < bound) == (near / 2**64 < fraction)
+        for prompt in ("a", "Plain question?", "日本語", *(f"q{n}" for n in range(200))):
+            digest = hashlib.sha256(formats.prompt_key(prompt)).digest()
+            assert (digest[:8] < bound) == formats.is_test(prompt, fraction)
 
 
 def test_the_one_pass_path_is_taken_for_plain_k2_pairs_only(data, monkeypatch):
+    monkeypatch.setattr(services._Build, "_sql_renders", lambda self: False)
     taken = []
     original = formats.k2_pair_rows
     monkeypatch.setattr(formats, "k2_pair_rows", lambda *a, **k: taken.append(1) or original(*a, **k))
