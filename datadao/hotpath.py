@@ -36,6 +36,7 @@ from rest_framework.authentication import get_authorization_header
 from datadao.authentication import ApiTokenAuthentication
 
 _DUMPS_OPTIONS = orjson.OPT_UTC_Z
+_UTF8 = ("utf-8", "utf8")  # orjson reads UTF-8 only; DRF decodes any other declared charset
 
 
 def json_response(data: Any, status: int = 200) -> HttpResponse:
@@ -76,7 +77,8 @@ class HotPathMixin:
         throttles = cls.throttle_classes
 
         def view(request: HttpRequest, *args, **kwargs):
-            if request.method == "POST" and request.content_type == "application/json":
+            if (request.method == "POST" and request.content_type == "application/json"
+                    and request.content_params.get("charset", "utf-8").lower() in _UTF8):
                 value = None
                 user = token_user(request)
                 if user is not None:

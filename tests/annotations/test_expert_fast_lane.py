@@ -151,3 +151,16 @@ def test_a_fast_request_is_counted_once_by_the_throttle(expert, open_campaign, m
     assert answers == [200, 200, 200, 429]
     assert drf_calls == [NEXT]  # the refusal comes from DRF, with its Retry-After
     cache.clear()
+
+
+def test_a_body_in_another_charset_is_read_by_drf(expert, open_campaign, drf_calls):
+    factories.TaskFactory(campaign=open_campaign)
+    client = token_client(expert.user)
+    lease_id = client.post(NEXT, {"campaign": open_campaign.pk}, format="json").json()["id"]
+    # In Latin-1 these bytes (C3 A9) are "Ã©"; read as UTF-8 they would become "é".
+    body = f'{{"ranking": ["A", "B"], "strength": -1, "rationale": "Caf\u00c3\u00a9 au lait: {RATIONALE}"}}'
+    response = client.post(judgment_url(lease_id), data=body.encode("latin-1"),
+                           content_type="application/json; charset=latin-1")
+    assert response.status_code == 201, response.content
+    assert Judgment.objects.get().rationale.startswith("Caf\u00c3\u00a9 au lait")
+    assert drf_calls == [judgment_url(lease_id)]
