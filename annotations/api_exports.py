@@ -24,7 +24,7 @@ from annotations import selectors as annotation_selectors
 from annotations.exports import formats, selectors, services
 from annotations.models import Export
 from annotations.permissions import IsLabMember
-from datadao.api import ApiError
+from datadao.api import ApiError, call_service
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed, so a bundle's bytes depend on its files only
 STREAM_CHUNK = 1024 * 1024
@@ -117,10 +117,7 @@ class CampaignExportsApi(ListAPIView):
         fields = dict(data.validated_data)
         fields["tokenizer"] = fields.get("tokenizer") or None
         fields["use"] = fields.get("use") or None
-        try:
-            export = services.export_request(campaign=campaign, user=request.user, **fields)
-        except services.ServiceError as exc:
-            raise ApiError(exc.as_errors(), status_code=exc.status) from exc
+        export = call_service(services.export_request, campaign=campaign, user=request.user, **fields)
         url = request.build_absolute_uri(reverse("annotations_api:export-detail", kwargs={"export_id": export.pk}))
         # The job may already have run (in-process Celery); report the state as it is now.
         export.refresh_from_db(fields=["state"])

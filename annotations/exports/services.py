@@ -52,6 +52,7 @@ import hashlib
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -369,14 +370,21 @@ class _Build:
         export in JSONL on that database."""
         return self.fast and self.export.file_format == Export.FileFormat.JSONL and sql_lines.available()
 
+    def _without_excluded(self, page: list, task_id: Callable[[Any], int], keep=lambda item: False) -> list:
+        """``page`` (ascending task ids) less the tasks an excluded rater judged, unless ``keep(item)``; how
+        many went is counted only when some do, as every path counts it."""
+        if not self.excluded:
+            return page
+        judged = selectors.tasks_judged_by(self.campaign.pk, task_id(page[0]), task_id(page[-1]), self.excluded)
+        if not judged:
+            return page
+        kept = [item for item in page if keep(item) or task_id(item) not in judged]
+        if len(kept) < len(page):
+            self.counts["excluded_rater_tasks"] += len(page) - len(kept)
+        return kept
+
     def _fast_rows(self, rows: list[tuple]) -> tuple[list[dict], list[dict]]:
-        if self.excluded:
-            judged = selectors.tasks_judged_by(self.campaign.pk, rows[0][0], rows[-1][0], self.excluded)
-            if judged:
-                kept = [row for row in rows if row[0] not in judged]
-                if len(kept) < len(rows):  # counted only when some go, as every path counts it
-                    self.counts["excluded_rater_tasks"] += len(rows) - len(kept)
-                    rows = kept
+        rows = self._without_excluded(rows, lambda row: row[0])
         return formats.k2_pair_rows(rows, self.opts, self.counts)
 
     def _rows(self, tasks: list[formats.SourceTask]) -> tuple[list[dict], list[dict]]:
@@ -387,13 +395,8 @@ class _Build:
             return sql_lines.page_lines(tasks, self.opts, self.counts)
         if self.fast:
             return self._fast_rows(tasks)
-        if self.format in formats.CONSENSUS_FORMATS and self.excluded:
-            judged = selectors.tasks_judged_by(self.campaign.pk, tasks[0].id, tasks[-1].id, self.excluded)
-            if judged:
-                kept = [t for t in tasks if t.is_gold or t.id not in judged]
-                if len(kept) < len(tasks):
-                    self.counts["excluded_rater_tasks"] += len(tasks) - len(kept)
-                    tasks = kept
+        if self.format in formats.CONSENSUS_FORMATS:
+            tasks = self._without_excluded(tasks, lambda task: task.id, keep=lambda task: task.is_gold)
         if self.format in formats.PAIR_FORMATS:
             return self._pair_rows(tasks)
         rows, sources = [], []
