@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from annotations import selectors, services
 from annotations.importing import ImportErrors, iter_array, iter_jsonl
-from annotations.models import Campaign, Domain, Task
+from annotations.models import Campaign, Domain, Task, default_min_stake
 from annotations.permissions import IsLabMember, IsLabMemberOrExpert
 from datadao.api import ApiError, ImportThrottle
 from datadao.api import call_service as _service_call
@@ -28,7 +28,8 @@ class CampaignOutput(serializers.ModelSerializer):
             "id", "lab", "name", "domain", "guidelines", "status",
             "responses_per_task", "strength_scale", "attribute_axes", "rationale_required", "rationale_min_length",
             "overlap", "max_overlap", "gold_rate", "lease_minutes", "reward_per_judgment", "min_stake",
-            "licence", "allowed_uses", "consensus_min_margin", "gold_bar", "q_min", "stake_beta",
+            "licence", "allowed_uses", "consensus_min_margin", "gold_bar", "q_min", "pay_confidence", "gold_weight",
+            "stake_beta",
             "slash_fraction", "treasury_fee_bps", "data_for_sale", "data_price", "data_value_weighting",
             "data_value_cap", "task_count", "created_at", "opened_at", "closed_at",
         ]
@@ -79,12 +80,21 @@ class CampaignListCreateApi(ListAPIView):
         gold_rate = serializers.FloatField(required=False, min_value=0.0, max_value=0.5, default=0.1)
         lease_minutes = serializers.IntegerField(required=False, min_value=1, max_value=24 * 60, default=20)
         reward_per_judgment = serializers.IntegerField(required=False, min_value=0, default=0)
-        min_stake = serializers.IntegerField(required=False, min_value=0, default=0)
+        min_stake = serializers.IntegerField(
+            required=False, min_value=0, default=default_min_stake,
+            help_text="Bonded stake an expert needs to rate, base units (default: the platform's minimum bond); "
+            "also where the stake bonus is half way.")
         licence = serializers.CharField(required=False, max_length=64, default="CC-BY-4.0")
         allowed_uses = serializers.ListField(child=serializers.CharField(max_length=64), required=False)
         consensus_min_margin = serializers.FloatField(required=False, min_value=0.0, max_value=1.0, default=0.6)
-        gold_bar = serializers.FloatField(required=False, min_value=0.0, max_value=1.0, default=0.5)
+        gold_bar = serializers.FloatField(required=False, min_value=0.0, max_value=1.0, default=0.6)
         q_min = serializers.FloatField(required=False, min_value=0.0, max_value=0.99, default=0.5)
+        pay_confidence = serializers.FloatField(
+            required=False, min_value=0.5, max_value=0.999, default=0.95,
+            help_text="Pay is judged on quality's lower confidence bound at this level.")
+        gold_weight = serializers.FloatField(
+            required=False, min_value=0.0, max_value=20.0, default=2.0,
+            help_text="Agreement comparisons one gold answer counts for in quality.")
         stake_beta = serializers.FloatField(required=False, min_value=0.0, max_value=10.0, default=1.0)
         slash_fraction = serializers.FloatField(required=False, min_value=0.0, max_value=1.0, default=0.1)
         data_for_sale = serializers.BooleanField(

@@ -85,6 +85,11 @@ class CampaignExportsApi(ListAPIView):
         min_margin = serializers.FloatField(required=False, allow_null=True, min_value=0.0, max_value=1.0,
                                             help_text="Default: the campaign's consensus_min_margin (consensus "
                                             "formats), none (attributes, judgments).")
+        min_raters = serializers.IntegerField(
+            required=False, allow_null=True, min_value=1,
+            help_text="Fewest judgments a task's consensus must count for its rows to be exported (gold tasks "
+            f"exempt). Default: {services.DEFAULT_MIN_RATERS} (consensus formats: one rater's vote is no "
+            "consensus), none (attributes, judgments: when given, tasks without a consensus go).")
         min_rater_quality = serializers.FloatField(required=False, allow_null=True, min_value=0.0, max_value=1.0)
         exclude_flagged_raters = serializers.BooleanField(default=True)
         include_gold = serializers.BooleanField(default=False)

@@ -8,33 +8,47 @@ requests, retries and a reclaim job running twice all count once.
 
 Claiming work (``assignment_next``) costs the same whatever the campaign's
 size: an index walk over ``task_assign_idx`` (campaign, state, is_gold,
--filled, id) that stops at the first task this expert has not seen and that
-still has room. On PostgreSQL pick, count and lease are one statement (a
-CTE) whose candidate row is locked with ``FOR NO KEY UPDATE SKIP LOCKED``,
-so concurrent experts fan out over different tasks instead of queueing on
-one; on SQLite (which serialises writers) the conditional
-``UPDATE ... WHERE filled < target_overlap`` alone keeps it correct. Unique constraints (one lease per task and expert, one live lease
-per expert and campaign) are the last line of defence.
+-filled, id) that stops after the ``DATADAO_ASSIGN_WINDOW`` most-needed tasks
+this expert has not seen and that still have room (closest to completion
+first), then one of them drawn at random. Handing out the single most-needed
+task would let accounts of one ring that press Next one after another land on
+the same task and outvote its honest raters; a draw from the window keeps them
+apart while tasks still finish in order. On PostgreSQL pick, count and lease
+are one statement (a CTE) whose chosen row is locked with ``FOR NO KEY UPDATE
+SKIP LOCKED``, so concurrent experts fan out over different tasks instead of
+queueing on one; on SQLite (which serialises writers) the conditional
+``UPDATE ... WHERE filled < target_overlap`` alone keeps it correct. Both
+lanes draw the same way (an md5 of the task id and a salt from the caller's
+``rng``), so a seeded ``rng`` replays a run. Unique constraints (one lease per
+task and expert, one live lease per expert and campaign) are the last line of
+defence.
+
+Gold (honeypot) tasks are the anchor no ring can outvote, so a new expert
+(fewer than ``DATADAO_NEW_EXPERT_GOLD_ANSWERS`` scored gold answers in any
+campaign) and one flagged in the campaign see gold at least at
+``DATADAO_NEW_EXPERT_GOLD_RATE``.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import logging
 import random
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F, OuterRef, QuerySet
 from django.utils import timezone
 
 from annotations.experts import expert_eligibility, gold_top_matches, slot_ranks_to_positions
 from annotations.models import (
-    Assignment, Campaign, Expert, ExpertDomain, Flag, Judgment, QualificationItem, Response, Task,
+    Assignment, Campaign, Expert, ExpertDomain, Flag, Judgment, QualificationItem, RaterQuality, Response, Task,
 )
 from annotations.ranking import RankingError, parse_ranking, slot_letters
 from annotations.services import ServiceError
@@ -42,8 +56,6 @@ from datadao.rows import Columns, fetch
 
 logger = logging.getLogger(__name__)
 
-# Candidate rows tried per claim attempt on SQLite (PostgreSQL locks one).
-CLAIM_BATCH = 1
 # When every candidate is locked by a concurrent claim, wait this long and
 # look again rather than answer "nothing left" while work remains.
 CLAIM_RETRIES = 8
@@ -92,6 +104,7 @@ def assignment_release(*, assignment: Assignment, state: str, reason: str = "", 
 
 
 def _candidates(campaign: Campaign, expert: Expert, *, gold: bool) -> QuerySet[Task]:
+    """The tasks the expert may be leased, most needed first (a claim draws from the first few)."""
     seen = Assignment.objects.filter(task=OuterRef("pk"), expert=expert)
     queryset = (
         Task.objects.filter(campaign=campaign, state=Task.State.OPEN, is_gold=gold, filled__lt=F("target_overlap"))
@@ -107,16 +120,24 @@ def _candidates(campaign: Campaign, expert: Expert, *, gold: bool) -> QuerySet[T
     return queryset.order_by("-filled", "id")
 
 
+def _draw_key(task_id: int, salt: str) -> str:
+    """The random order within the window: PostgreSQL's ``md5(t.id::text || salt)``, so both lanes draw alike."""
+    return hashlib.md5(f"{task_id}{salt}".encode()).hexdigest()
+
+
 @functools.cache
-def _claim_sql(*, gold: bool) -> str:
+def _claim_sql(*, gold: bool, window: int) -> str:
     """The PostgreSQL claim as one statement: pick, count and lease in a single round trip, which also
     returns the leased task's prompt and responses (one row per response), so the page or API can show
     it without asking again.
 
-    The same rules as ``_candidates``; the CTE's row lock (NO KEY UPDATE,
-    so foreign-key checks of judgments on the task are not blocked) and the
-    conditional UPDATE make it atomic, and the unique constraints on
-    assignments still back it up.
+    The same rules as ``_candidates``: ``pool`` is the index walk's first
+    ``window`` tasks (a literal, so the prepared statement's generic plan
+    still walks the index and stops), ``candidate`` one of them in the
+    salted md5 order, the first whose row lock (NO KEY UPDATE, so
+    foreign-key checks of judgments on the task are not blocked) is free.
+    The lock re-checks the row, the UPDATE is conditional, and the unique
+    constraints on assignments still back it up.
     """
     task, assignment, tested = Task._meta.db_table, Assignment._meta.db_table, QualificationItem._meta.db_table
     response = Response._meta.db_table
@@ -126,13 +147,18 @@ def _claim_sql(*, gold: bool) -> str:
     )
     order = "t.filled ASC, t.id DESC" if gold else "t.filled DESC, t.id ASC"
     return f"""
-        WITH candidate AS (
+        WITH pool AS (
             SELECT t.id FROM {task} t
             WHERE t.campaign_id = %(campaign)s AND t.state = %(open)s AND t.is_gold = %(gold)s
               AND t.filled < t.target_overlap
               AND NOT EXISTS (SELECT 1 FROM {assignment} a WHERE a.task_id = t.id AND a.expert_id = %(expert)s)
               {not_tested}
             ORDER BY {order}
+            LIMIT {int(window)}
+        ), candidate AS (
+            SELECT t.id FROM {task} t
+            WHERE t.id = ANY (ARRAY(SELECT id FROM pool)) AND t.state = %(open)s AND t.filled < t.target_overlap
+            ORDER BY md5(t.id::text || %(salt)s) COLLATE "C"
             LIMIT 1
             FOR NO KEY UPDATE OF t SKIP LOCKED
         ), claimed AS (
@@ -155,11 +181,14 @@ def _claim(campaign: Campaign, expert: Expert, *, gold: bool, now: datetime, rng
     """One attempt at an atomic claim; None when no candidate could be taken."""
     order = list(range(campaign.responses_per_task))
     rng.shuffle(order)
+    salt = repr(rng.random())
+    window = max(1, settings.DATADAO_ASSIGN_WINDOW)
     if connection.vendor == "postgresql":
-        return _claim_postgres(campaign, expert, gold=gold, now=now, order=order)
+        return _claim_postgres(campaign, expert, gold=gold, now=now, order=order, salt=salt, window=window)
     # SQLite serialises writers, so the conditional UPDATE alone decides.
     with transaction.atomic():
-        for task_id in _candidates(campaign, expert, gold=gold).values_list("id", flat=True)[:CLAIM_BATCH]:
+        pool = list(_candidates(campaign, expert, gold=gold).values_list("id", flat=True)[:window])
+        for task_id in sorted(pool, key=lambda task_id: _draw_key(task_id, salt)):
             took = Task.objects.filter(
                 pk=task_id, state=Task.State.OPEN, filled__lt=F("target_overlap"),
             ).update(filled=F("filled") + 1)
@@ -172,16 +201,18 @@ def _claim(campaign: Campaign, expert: Expert, *, gold: bool, now: datetime, rng
     return None
 
 
-def _claim_postgres(campaign: Campaign, expert: Expert, *, gold: bool, now: datetime, order: list[int]) -> Assignment | None:
+def _claim_postgres(
+    campaign: Campaign, expert: Expert, *, gold: bool, now: datetime, order: list[int], salt: str, window: int,
+) -> Assignment | None:
     expires = _lease_ends(campaign, now)
     params = {
         "campaign": campaign.pk, "expert": expert.pk, "gold": gold, "open": Task.State.OPEN,
-        "leased": Assignment.State.LEASED, "order": json.dumps(order), "now": now, "expires": expires,
+        "leased": Assignment.State.LEASED, "order": json.dumps(order), "now": now, "expires": expires, "salt": salt,
     }
     # One statement is atomic on its own; inside a caller's transaction it
     # gets a savepoint, so a unique-constraint error leaves that usable.
     with transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext():
-        rows = fetch(_claim_sql(gold=gold), params)
+        rows = fetch(_claim_sql(gold=gold, window=window), params)
     if not rows:
         return None
     assignment = Assignment(
@@ -217,12 +248,30 @@ def leases_reclaim(*, campaign: Campaign | None = None, now: datetime | None = N
     return released
 
 
+class _Known(NamedTuple):
+    """What :func:`assignment_next_in` read in its one query."""
+
+    domain_vetted: bool
+    live: Assignment | None
+    # Scored gold answers in any campaign, counted up to the new-expert bar;
+    # None where the campaign's gold rate makes them irrelevant.
+    gold_answers: int | None
+    flagged: bool
+
+
 @functools.cache
-def _context_sql() -> tuple[str, Columns, Columns]:
+def _context_sql(gold_answers: int) -> tuple[str, Columns, Columns]:
     campaign, lease = Columns(Campaign, "c"), Columns(Assignment, "a")
+    # The gold count stops at the bar (a LIMIT inside), and runs only where
+    # the raised rate could change the chance (0 < gold_rate < raised).
     sql = (
         f"SELECT {campaign.sql}, EXISTS (SELECT 1 FROM {ExpertDomain._meta.db_table} d "
         "WHERE d.expert_id = %s AND d.domain = c.domain AND d.state = %s), "
+        "CASE WHEN c.gold_rate > 0 AND c.gold_rate < %s THEN (SELECT count(*) FROM (SELECT 1 "
+        f"FROM {Judgment._meta.db_table} j WHERE j.expert_id = %s AND j.is_gold AND j.gold_correct IS NOT NULL "
+        f"AND NOT j.voided LIMIT {int(gold_answers)}) s) END, "
+        f"EXISTS (SELECT 1 FROM {RaterQuality._meta.db_table} q WHERE q.campaign_id = c.id AND q.expert_id = %s "
+        "AND q.flagged), "
         f"{lease.sql} FROM {Campaign._meta.db_table} c LEFT JOIN {Assignment._meta.db_table} a "
         "ON a.campaign_id = c.id AND a.expert_id = %s AND a.state = %s WHERE c.id = %s"
     )
@@ -234,35 +283,61 @@ def assignment_next_in(
 ) -> Assignment | None:
     """``assignment_next`` for a campaign given by id (the API's Next).
 
-    The campaign, the expert's vetting in its domain and their live lease in
-    it are read in one query, so a Next costs that query and the claim.
+    The campaign, the expert's vetting in its domain, their live lease in
+    it and what decides their gold rate are read in one query, so a Next
+    costs that query and the claim.
     """
-    sql, campaign_columns, lease_columns = _context_sql()
-    row = fetch(sql, [expert.pk, ExpertDomain.State.VETTED, expert.pk, Assignment.State.LEASED, campaign_id], one=True)
+    sql, campaign_columns, lease_columns = _context_sql(max(0, settings.DATADAO_NEW_EXPERT_GOLD_ANSWERS))
+    row = fetch(sql, [
+        expert.pk, ExpertDomain.State.VETTED, settings.DATADAO_NEW_EXPERT_GOLD_RATE, expert.pk, expert.pk,
+        expert.pk, Assignment.State.LEASED, campaign_id,
+    ], one=True)
     if row is None:
         raise ServiceError("no such campaign.", field="campaign", status=404)
     width = campaign_columns.width
     campaign = campaign_columns.load(row[:width])
-    live = lease_columns.load(row[width + 1:])
+    vetted, gold_answers, flagged = row[width:width + 3]
+    live = lease_columns.load(row[width + 3:])
     return assignment_next(expert=expert, campaign=campaign, rng=rng, now=now,
-                           _known=(bool(row[width]), live))
+                           _known=_Known(bool(vetted), live, gold_answers, bool(flagged)))
+
+
+def _gold_chance(campaign: Campaign, expert: Expert, known: _Known | None) -> float:
+    """The chance that this Next serves gold: the campaign's gold rate, raised to
+    ``DATADAO_NEW_EXPERT_GOLD_RATE`` while the expert has fewer than
+    ``DATADAO_NEW_EXPERT_GOLD_ANSWERS`` scored gold answers (any campaign, voided ones left out) or is
+    flagged in this campaign. A campaign without gold (rate 0) stays without.
+    """
+    raised = settings.DATADAO_NEW_EXPERT_GOLD_RATE
+    if not 0 < campaign.gold_rate < raised:
+        return campaign.gold_rate
+    bar = settings.DATADAO_NEW_EXPERT_GOLD_ANSWERS
+    if known is not None and known.gold_answers is not None:
+        gold_answers, flagged = known.gold_answers, known.flagged
+    else:
+        scored = Judgment.objects.filter(expert=expert, is_gold=True, gold_correct__isnull=False, voided=False)
+        gold_answers = scored[:max(0, bar)].count()
+        flagged = gold_answers >= bar and RaterQuality.objects.filter(
+            campaign=campaign, expert=expert, flagged=True,
+        ).exists()
+    return raised if gold_answers < bar or flagged else campaign.gold_rate
 
 
 def assignment_next(
     *, expert: Expert, campaign: Campaign, rng: random.Random | None = None, now: datetime | None = None,
-    _known: tuple[bool, Assignment | None] | None = None,
+    _known: _Known | None = None,
 ) -> Assignment | None:
     """Lease the expert's next task in the campaign, or None when nothing is left for them.
 
     An unexpired lease is handed back as is (a reload or a second tab gets
-    the same task); an expired one is reclaimed first. With probability
-    ``campaign.gold_rate`` the lease is a gold task the expert has not seen.
-    ``_known``: (vetted in the domain, live lease) already read by
-    :func:`assignment_next_in`.
+    the same task); an expired one is reclaimed first. With the chance
+    :func:`_gold_chance` gives (the campaign's gold rate, more for a new or
+    flagged expert) the lease is a gold task the expert has not seen.
+    ``_known``: what :func:`assignment_next_in` already read.
     """
     now = now or timezone.now()
     rng = rng or random.SystemRandom()
-    domain_vetted, live = _known if _known is not None else (None, None)
+    domain_vetted, live = (_known.domain_vetted, _known.live) if _known is not None else (None, None)
     eligibility = expert_eligibility(expert=expert, campaign=campaign, domain_vetted=domain_vetted)
     if not eligibility:
         raise ServiceError(eligibility.reason, field="campaign", status=403)
@@ -274,7 +349,8 @@ def assignment_next(
             return live
         assignment_release(assignment=live, state=Assignment.State.EXPIRED, now=now)
 
-    want_gold = campaign.gold_rate > 0 and rng.random() < campaign.gold_rate
+    chance = _gold_chance(campaign, expert, _known)
+    want_gold = chance > 0 and rng.random() < chance
     reclaimed = False
     for attempt in range(CLAIM_RETRIES):
         try:

@@ -386,6 +386,7 @@ class RewardShare:
     counted: bool  # ... and counted this judgment in them
     amount: int  # what one judgment of this expert earns in that epoch
     paid: bool  # the epoch's reward to this expert has been posted
+    claimed: int = 0  # of ``amount``, what the reward's on-chain claim took out of the platform
 
 
 def judgment_reward_share(judgment: Judgment) -> RewardShare:
@@ -394,10 +395,13 @@ def judgment_reward_share(judgment: Judgment) -> RewardShare:
     Nothing while its epoch is open (settlement will decide). A judgment
     voided before its epoch was planned was left out of the reward; its
     worth is then the same per-judgment rate (or the campaign's reward per
-    judgment when it was the expert's only one).
+    judgment when it was the expert's only one). An expert with a wallet was
+    paid through a Merkle claim (``epoch:<id>:claim:<expert id>``): that part
+    of the share is ``claimed``, in proportion to the reward it moved. A
+    reward on hold or forfeited paid nothing: its share is 0.
     """
-    from rewards.models import Epoch, EpochReward, LedgerTransaction
-    from rewards.settlement import reward_key
+    from rewards.models import Epoch, EpochReward, LedgerEntry, LedgerTransaction
+    from rewards.settlement import claim_key, reward_key
 
     epoch = _epoch_of(judgment)
     if epoch is None or epoch.state == Epoch.State.OPEN or epoch.planned_at is None:
@@ -407,9 +411,17 @@ def judgment_reward_share(judgment: Judgment) -> RewardShare:
     paid = LedgerTransaction.objects.filter(idempotency_key=reward_key(epoch.pk, judgment.expert_id)).exists()
     if reward is None or reward.judgments <= 0:
         amount = 0 if counted else judgment.campaign.reward_per_judgment
-    else:
-        amount = reward.amount // reward.judgments
-    return RewardShare(epoch.pk, True, counted, amount, paid)
+        return RewardShare(epoch.pk, True, counted, amount, paid)
+    if reward.hold_state in (EpochReward.HoldState.HELD, EpochReward.HoldState.FORFEITED):
+        # Held for a moderator, or forfeited: nothing of it reached the expert, so nothing to take back or
+        # restore (the moderator deciding the hold sees the dispute).
+        return RewardShare(epoch.pk, True, counted, 0, False)
+    amount = reward.amount // reward.judgments
+    sent = LedgerEntry.objects.filter(
+        transaction__idempotency_key=claim_key(epoch.pk, judgment.expert_id), amount__gt=0,
+    ).values_list("amount", flat=True).first() or 0
+    kept = amount * (reward.amount - min(sent, reward.amount)) // reward.amount if reward.amount > 0 else amount
+    return RewardShare(epoch.pk, True, counted, amount, paid, claimed=amount - kept)
 
 
 def _judgment_key_suffix(judgment_id: int) -> str:
@@ -447,9 +459,14 @@ def _settling_guard(share: RewardShare) -> None:
 def _claw_back(judgment: Judgment, *, key_prefix: str, moderator, memo: str) -> dict:
     """Take a voided judgment's reward back (expert available -> campaign escrow) if it was paid.
 
-    Takes what is there: tokens already withdrawn or claimed on-chain are
-    reported as not recovered."""
+    Takes only what that reward left in the platform, and only what is
+    there: the part sent to an on-chain claim is never taken from the
+    expert's own tokens, and tokens already withdrawn are not taken either;
+    both are reported as not recovered. On a closed campaign with every
+    epoch settled the clawed-back tokens go on to the lab
+    (``rewards.services.campaign_escrow_sweep``), in this transaction."""
     from rewards import ledger
+    from rewards import services as reward_services
     from rewards.models import Account, LedgerTransaction
 
     share = judgment_reward_share(judgment)
@@ -458,20 +475,28 @@ def _claw_back(judgment: Judgment, *, key_prefix: str, moderator, memo: str) -> 
         return {"clawed_back": 0}
     available = ledger.expert_account(judgment.expert_id, Account.Kind.AVAILABLE)
     escrow = ledger.escrow_account(judgment.campaign)
-    locked = ledger.lock_accounts([available.pk, escrow.pk])
+    # The lab's account too: the sweep may refund to it, and locks are taken in one pk-ordered go.
+    lab_account = ledger.lab_account(judgment.campaign.lab_id)
+    locked = ledger.lock_accounts([available.pk, escrow.pk, lab_account.pk])
     key = f"{key_prefix}{_judgment_key_suffix(judgment.pk)}"
     prior = LedgerTransaction.objects.filter(idempotency_key=key).first()
     if prior is not None:
         amount = prior.entries.filter(amount__gt=0).values_list("amount", flat=True).first() or 0
     else:
-        amount = min(share.amount, locked[available.pk].balance)
+        amount = min(share.amount - share.claimed, locked[available.pk].balance)
     out: dict = {"clawed_back": amount}
     if amount:
         posted = _post(key=key, kind=LedgerTransaction.Kind.REVERSAL, entries=[(available, -amount), (escrow, amount)],
                        memo=memo, campaign=judgment.campaign, created_by=moderator)
         out["transaction"] = posted.transaction_id
+        refund = reward_services.campaign_escrow_sweep(campaign=judgment.campaign)
+        if refund is not None:
+            out["refunded_to_lab"] = refund.transaction_id
     if amount < share.amount:
         out["not_recovered"] = share.amount - amount
+    if share.claimed:
+        out["claimed_on_chain"] = share.claimed
+        out["note"] = "the reward was sent to the expert's on-chain claim; that part is not taken from their balance"
     return out
 
 

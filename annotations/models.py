@@ -36,6 +36,10 @@ class Lab(models.Model):
         return self.name
 
 
+def default_min_stake() -> int:
+    return settings.DATADAO_MIN_STAKE
+
+
 class Campaign(models.Model):
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
@@ -71,13 +75,18 @@ class Campaign(models.Model):
     )
     gold_rate = models.FloatField(
         default=0.1, validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
-        help_text="Share of leases that are gold (honeypot) tasks.",
+        help_text="Share of leases that are gold (honeypot) tasks; new experts (fewer than 10 scored gold answers) "
+        "and flagged ones get at least DATADAO_NEW_EXPERT_GOLD_RATE (30%) while the campaign has gold.",
     )
     lease_minutes = models.PositiveSmallIntegerField(default=20, help_text="How long an expert holds a task.")
 
     # Money (integer base units).
     reward_per_judgment = models.BigIntegerField(default=0, help_text="Budgeted reward per accepted judgment, base units.")
-    min_stake = models.BigIntegerField(default=0, help_text="Bonded stake an expert needs to rate, base units.")
+    min_stake = models.BigIntegerField(
+        default=default_min_stake,
+        help_text="Bonded stake an expert needs to rate, base units; also the stake at which the stake bonus is half "
+        "way (s_half). Defaults to the platform's minimum bond, so stake weighting is on for a new campaign.",
+    )
 
     # Data rights.
     licence = models.CharField(max_length=64, default="CC-BY-4.0", help_text="SPDX-style licence of the exported data.")
@@ -90,16 +99,30 @@ class Campaign(models.Model):
         default=0.6, help_text="A pair is exported, and a task settled, only when its consensus margin clears this.",
     )
     gold_bar = models.FloatField(
-        default=0.5,
-        help_text="Wilson 95% lower bound of gold accuracy below which an expert is flagged and slashed (20+ gold). "
-        "0.5 spares honest experts (80% right on 20 gold gives 0.58) and catches random clicking (50% gives 0.30).",
+        default=0.6,
+        help_text="Gold accuracy an expert must not be clearly below: with 20+ gold answers in their record, a Wilson "
+        "95% upper bound under the bar slashes them (and earns them nothing for the epoch), a lower bound under it "
+        "flags them. 0.6 lies between random clicking (0.5, slashed after ~80 gold) and the least accurate honest "
+        "expert (0.7, whose upper bound stays above 0.6).",
     )
     consensus_weight_cap = models.FloatField(
         default=3.0, validators=[MinValueValidator(1.0)],
-        help_text="No rater's consensus vote (reliability x stake) counts for more than this many times the median "
-        "rater's vote, so one large staker cannot dictate a consensus.",
+        help_text="No rater's stake counts for more than this many times the median rater's stake in the consensus "
+        "vote, so one large staker cannot dictate a consensus (reliability, earned on gold, is not capped).",
     )
-    q_min = models.FloatField(default=0.5, help_text="Quality at or below which a rater earns nothing.")
+    q_min = models.FloatField(
+        default=0.5, help_text="Quality at or below which a rater earns nothing (0.5: no better than chance).",
+    )
+    pay_confidence = models.FloatField(
+        default=0.95, validators=[MinValueValidator(0.5), MaxValueValidator(0.999)],
+        help_text="Pay is judged on the lower confidence bound of quality at this level (one-sided), so a random "
+        "clicker's lucky streak earns nothing: 0.95 lets about one clicker in twenty clear q_min, by a hair.",
+    )
+    gold_weight = models.FloatField(
+        default=2.0, validators=[MinValueValidator(0.0)],
+        help_text="How many agreement comparisons one gold answer counts for in quality: gold is measured against "
+        "the truth, agreement against a consensus that can be wrong or swayed by a ring.",
+    )
     stake_beta = models.FloatField(default=1.0, help_text="Stake raises a reward by at most (1 + beta) times.")
     slash_fraction = models.FloatField(default=0.1, help_text="Share of bonded stake slashed for failing gold or fraud.")
     treasury_fee_bps = models.PositiveIntegerField(default=500, help_text="Treasury fee on revenue shares, basis points.")
@@ -400,6 +423,12 @@ class Judgment(models.Model):
             models.Index(fields=["campaign", "submitted_at"], name="judgment_campaign_time_idx"),
             models.Index(fields=["expert", "campaign"], name="judgment_expert_campaign_idx"),
             models.Index(fields=["task"], name="judgment_task_idx"),
+            # A person's gold record: the assignment's "new account?" count on every Next and settlement's
+            # rolling window read only scored gold answers.
+            models.Index(
+                fields=["expert", "submitted_at"], name="judgment_gold_verdict_idx",
+                condition=Q(is_gold=True, gold_correct__isnull=False, voided=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -440,6 +469,12 @@ class TaskConsensus(models.Model):
         "campaign's consensus_min_margin.",
     )
     n_raters = models.PositiveSmallIntegerField(help_text="Judgments counted (voided ones left out).")
+    effective_votes = models.FloatField(
+        null=True, blank=True,
+        help_text="Fewest effective votes over the task's pairs, (sum w)^2 / sum w^2 of the vote weights: 3 equal "
+        "raters give 3, one heavy vote against two light ones about 1.3. Under 2 the task is not settled: it gets "
+        "another rater (or review) and its pairs are left out of exports by default.",
+    )
     method = models.CharField(max_length=16, choices=Method.choices, help_text="How the ranking was formed.")
     version = models.PositiveIntegerField(
         default=0, help_text="Latest quality report version when this consensus was last rewritten (0: before the "
@@ -536,7 +571,9 @@ class RaterQuality(models.Model):
     )
     median_seconds = models.FloatField(null=True, blank=True, help_text="Median seconds spent per judgment.")
     flagged = models.BooleanField(default=False, db_index=True, help_text="At least one signal is raised.")
-    flag_gold = models.BooleanField(default=False, help_text="Gold accuracy's lower bound below the gold bar (20+ gold).")
+    flag_gold = models.BooleanField(
+        default=False, help_text="Gold accuracy clearly below the gold bar: its Wilson upper bound under it (20+ gold).",
+    )
     flag_position_bias = models.BooleanField(default=False, help_text="Prefers whatever is shown first (|z| > 4).")
     flag_speed = models.BooleanField(
         default=False, help_text="Too fast for the text's length (median robust z of log seconds per token < -3).",

@@ -371,15 +371,17 @@ class GoldAccuracy(NamedTuple):
     accuracy: np.ndarray
     lower_bound: np.ndarray  # Wilson lower bound of the accuracy
     flagged: np.ndarray
+    upper_bound: np.ndarray  # Wilson upper bound: flagged when it is below the bar
 
 
 def gold_accuracy(
     rater_idx: npt.ArrayLike, correct: npt.ArrayLike, bar: float, min_n: int = 20, z: float = 1.96
 ) -> GoldAccuracy:
-    """Flag raters whose gold accuracy's Wilson lower bound is below ``bar`` over at least ``min_n`` gold answers.
+    """Flag raters whose gold accuracy is clearly below ``bar``: its Wilson upper bound under it, 20+ answers.
 
-    The same rule decides slashing. A rater stays clear only while the
-    evidence puts their accuracy above the bar with 95% confidence, and
+    The same rule decides slashing (over the person's rolling gold record),
+    so it must never catch an honest expert: an honest 65% on 20 gold has a
+    lower bound of 0.43 but an upper bound of 0.82, and is not flagged.
     ``min_n`` keeps a handful of unlucky answers from deciding it.
     """
     raters, inverse, (ok,) = _raters(rater_idx, correct)
@@ -388,4 +390,5 @@ def gold_accuracy(
     with np.errstate(invalid="ignore", divide="ignore"):
         accuracy = np.where(n > 0, k / n, np.nan)
     bound = wilson_lower_bound(k, n, z=z)
-    return GoldAccuracy(raters, n, accuracy, bound, (n >= min_n) & (bound < bar))
+    upper = np.where(n > 0, 1.0 - wilson_lower_bound(n - k, n, z=z), 1.0)
+    return GoldAccuracy(raters, n, accuracy, bound, (n >= min_n) & (upper < bar), upper)

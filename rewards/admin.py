@@ -1,18 +1,26 @@
 """Moderator admin for the ledger: read-only rows; top-ups, reversals and settlement go through services."""
 from __future__ import annotations
 
+import json
+
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ActionForm
 from django.db import transaction
+from django.db.models import OuterRef, Subquery
 from django.template.response import TemplateResponse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from annotations import roles
+from annotations.models import RaterQuality
 from annotations.services import ServiceError
-from rewards import selectors, services
+from rewards import holds, selectors, services
 from rewards.amounts import format_amount
 from rewards.forms import AmountForm
 from rewards.models import (
-    Account, DataPurchase, Epoch, EpochClaim, LabBalance, LedgerEntry, LedgerTransaction, Slash, Unbonding,
+    Account, DataPurchase, Epoch, EpochClaim, EpochReward, HeldPayout, LabBalance, LedgerEntry, LedgerTransaction,
+    Slash, Unbonding,
 )
 
 
@@ -162,8 +170,8 @@ class LabBalanceAdmin(ReadOnlyAdmin):
 
 @admin.register(Epoch)
 class EpochAdmin(ReadOnlyAdmin):
-    list_display = ["campaign", "index", "starts_at", "ends_at", "state", "budget", "paid_total", "dust",
-                    "retained", "experts_paid", "settled_at"]
+    list_display = ["campaign", "index", "starts_at", "ends_at", "state", "budget", "paid_total", "held_total",
+                    "dust", "retained", "experts_paid", "settled_at"]
     list_filter = ["state"]
     search_fields = ["campaign__name"]
     list_select_related = ["campaign"]
@@ -235,3 +243,171 @@ class DataPurchaseAdmin(ReadOnlyAdmin):
         for purchase_id in ids:
             transaction.on_commit(lambda purchase_id=purchase_id: purchase_settle.delay(purchase_id))
         self.message_user(request, f"Queued settlement of {len(ids)} purchase(s).", messages.SUCCESS)
+
+
+# --------------------------------------------------------------------------
+# Payouts on hold
+# --------------------------------------------------------------------------
+
+
+class HoldDecisionFilter(admin.SimpleListFilter):
+    """Open holds by default: they are the work; decided ones stay readable."""
+
+    title = "decision"
+    parameter_name = "decision"
+
+    def lookups(self, request, model_admin):
+        return [(EpochReward.HoldState.HELD, "Waiting (on hold)"), (EpochReward.HoldState.RELEASED, "Released"),
+                (EpochReward.HoldState.FORFEITED, "Forfeited"), ("all", "All")]
+
+    def choices(self, changelist):
+        current = self.value() or EpochReward.HoldState.HELD
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": current == str(lookup),
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
+
+    def queryset(self, request, queryset):
+        value = self.value() or EpochReward.HoldState.HELD
+        return queryset if value == "all" else queryset.filter(hold_state=value)
+
+
+class HoldReasonFilter(admin.SimpleListFilter):
+    title = "reason"
+    parameter_name = "reason"
+
+    def lookups(self, request, model_admin):
+        return [(reason, reason.replace("_", " ")) for reason in holds.HOLD_REASONS]
+
+    def queryset(self, request, queryset):
+        if self.value() not in holds.HOLD_REASONS:
+            return queryset
+        # hold_reasons is a JSON list of names; the quoted name matches one element (portable to SQLite).
+        return queryset.filter(hold_reasons__icontains=f'"{self.value()}"')
+
+
+class HoldActionForm(ActionForm):
+    note = forms.CharField(
+        required=False, max_length=2000, label="Note",
+        help_text="Why you release or forfeit: stored on the payout, in the audit trail and sent to the expert.",
+    )
+
+
+def _figure(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)
+
+
+def _evidence_line(reason: str, figures) -> str:
+    if not isinstance(figures, dict):
+        return f"{reason}: no figures stored"
+    text = f"{reason}: {figures.get('statistic', 'value')} = {_figure(figures.get('value'))}"
+    if figures.get("threshold") is not None:
+        text += f" (threshold {_figure(figures['threshold'])})"
+    rest = [f"{key} {_figure(value)}" for key, value in figures.items()
+            if key not in ("statistic", "value", "threshold", "flagged") and value is not None]
+    if rest:
+        text += "; " + ", ".join(rest)
+    if figures.get("flagged") is False:
+        text += " [no longer flagged]"
+    return text
+
+
+@admin.register(HeldPayout)
+class HeldPayoutAdmin(ReadOnlyAdmin):
+    """Rewards that quality flags put on hold: release (pay) or forfeit (leave to the lab), one service call each."""
+
+    list_display = ["expert_display", "campaign_display", "epoch_display", "amount_display", "reasons_display",
+                    "evidence_display", "hold_state", "hold_resolved_by", "hold_resolved_at"]
+    list_filter = [HoldDecisionFilter, HoldReasonFilter, ("epoch__campaign", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["expert__user__username", "epoch__campaign__name"]
+    list_select_related = ["expert__user", "epoch__campaign", "hold_resolved_by"]
+    actions = ["release_payouts", "forfeit_payouts"]
+    action_form = HoldActionForm
+    fields = ["expert_display", "campaign_display", "epoch_display", "amount_display", "hold_state",
+              "reasons_display", "evidence_display", "evidence_full", "judgments", "agreement", "quality",
+              "quality_low", "stake_factor", "weight", "wallet_address", "hold_resolved_by", "hold_resolved_at",
+              "hold_note"]
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        quality = RaterQuality.objects.filter(campaign_id=OuterRef("epoch__campaign_id"), expert_id=OuterRef("expert_id"))
+        return (
+            super().get_queryset(request).exclude(hold_state=EpochReward.HoldState.NONE)
+            .annotate(flag_evidence=Subquery(quality.values("evidence")[:1]),
+                      rater_handle=Subquery(quality.values("handle")[:1]),
+                      evidence_at=Subquery(quality.values("computed_at")[:1]))
+            .order_by("-epoch__ends_at", "expert_id")
+        )
+
+    def has_decide_permission(self, request) -> bool:
+        return _is_treasurer(request)
+
+    @admin.display(description="Expert", ordering="expert__user__username")
+    def expert_display(self, reward: EpochReward) -> str:
+        handle = getattr(reward, "rater_handle", None)
+        return f"{reward.expert} ({handle})" if handle else str(reward.expert)
+
+    @admin.display(description="Campaign", ordering="epoch__campaign__name")
+    def campaign_display(self, reward: EpochReward) -> str:
+        return reward.epoch.campaign.name
+
+    @admin.display(description="Epoch", ordering="epoch__ends_at")
+    def epoch_display(self, reward: EpochReward) -> str:
+        epoch = reward.epoch
+        return f"#{epoch.index} ({epoch.starts_at:%Y-%m-%d} - {epoch.ends_at:%Y-%m-%d}, {epoch.state})"
+
+    @admin.display(description="Amount", ordering="amount")
+    def amount_display(self, reward: EpochReward) -> str:
+        return format_amount(reward.amount)
+
+    @admin.display(description="Reasons")
+    def reasons_display(self, reward: EpochReward) -> str:
+        reasons = reward.hold_reasons if isinstance(reward.hold_reasons, list) else []
+        return ", ".join(r.replace("_", " ") for r in reasons) or "-"
+
+    @admin.display(description="Flag evidence (the rater's latest quality figures)")
+    def evidence_display(self, reward: EpochReward) -> str:
+        evidence = getattr(reward, "flag_evidence", None) or {}
+        reasons = reward.hold_reasons if isinstance(reward.hold_reasons, list) else []
+        if not reasons:
+            return "-"
+        lines = [(_evidence_line(reason, evidence.get(reason)),) for reason in reasons]
+        at = getattr(reward, "evidence_at", None)
+        if at is not None:
+            lines.append((f"computed {at:%Y-%m-%d %H:%M} UTC",))
+        return format_html_join(mark_safe("<br>"), "{}", lines)
+
+    @admin.display(description="All quality signals")
+    def evidence_full(self, reward: EpochReward) -> str:
+        evidence = getattr(reward, "flag_evidence", None)
+        if not evidence:
+            return "-"
+        return format_html("<pre>{}</pre>", json.dumps(evidence, indent=2, sort_keys=True))
+
+    def _decide(self, request, queryset, service, done: str) -> None:
+        note = request.POST.get("note", "")
+        for reward in queryset.order_by("pk"):
+            try:
+                decision = service(reward_id=reward.pk, moderator=request.user, note=note)
+            except ServiceError as exc:
+                self.message_user(request, f"{reward.expert}, {self.epoch_display(reward)}: {exc.message}",
+                                  messages.ERROR)
+                continue
+            text = f"{reward.expert}, {self.epoch_display(reward)}: {format_amount(reward.amount)} {done}."
+            if decision.refunded:
+                text += f" The campaign is closed: {format_amount(decision.refunded)} returned to the lab."
+            self.message_user(request, text, messages.SUCCESS)
+
+    @admin.action(description="Release payout (pay it now)", permissions=["decide"])
+    def release_payouts(self, request, queryset):
+        self._decide(request, queryset, holds.epoch_reward_release, "released and paid")
+
+    @admin.action(description="Forfeit payout (never paid; the lab keeps it)", permissions=["decide"])
+    def forfeit_payouts(self, request, queryset):
+        self._decide(request, queryset, holds.epoch_reward_forfeit, "forfeited")

@@ -24,8 +24,14 @@ def insert_rows(model: type[Model], columns: Sequence[str], rows: Sequence[tuple
     if connection.vendor != "postgresql":
         objs = model.objects.bulk_create([model(**dict(zip(columns, row))) for row in rows], batch_size=_BATCH)
         return [obj.pk for obj in objs] if with_ids else None
+    from psycopg.types.json import Jsonb
+
     table = model._meta.db_table
-    names = [model._meta.get_field(c).column if c != "id" else "id" for c in columns]
+    fields = [model._meta.get_field(c) if c != "id" else None for c in columns]
+    names = [f.column if f is not None else "id" for f in fields]
+    json_at = [k for k, f in enumerate(fields) if f is not None and f.get_internal_type() == "JSONField"]
+    if json_at:  # COPY would write a Python list as a PostgreSQL array
+        rows = [tuple(Jsonb(v) if k in json_at else v for k, v in enumerate(row)) for row in rows]
     ids = None
     with connection.cursor() as cursor, connection.wrap_database_errors:
         if with_ids:

@@ -234,3 +234,10 @@ def ledger_differences() -> list[Difference]:
             out.append(Difference(f"expert {expert_id} pending unbonding vs unbonding balance",
                                   pending.get(expert_id, 0), balance))
     return out
+
+
+def held_outstanding(*, campaign_id: int) -> int:
+    """Rewards of the campaign's epochs still on hold: they sit in escrow, reserved until released or forfeited."""
+    return EpochReward.objects.filter(
+        epoch__campaign_id=campaign_id, hold_state=EpochReward.HoldState.HELD,
+    ).aggregate(total=Sum("amount"))["total"] or 0

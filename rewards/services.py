@@ -21,7 +21,7 @@ from django.utils import timezone
 from annotations import roles
 from annotations.models import Campaign, Expert, Lab
 from annotations.services import ServiceError
-from rewards import ledger
+from rewards import ledger, selectors
 from rewards.amounts import format_amount
 from rewards.ledger import IdempotencyConflict, InsufficientFunds, LedgerError, Posted
 from rewards.models import Account, LedgerEntry, LedgerTransaction, Slash, Unbonding
@@ -145,14 +145,15 @@ def campaign_escrow_refund(*, campaign: Campaign) -> Posted | None:
     """Return what is left in a campaign's escrow to its lab.
 
     Keyed on the escrow's latest entry, so running it twice refunds once,
-    while money that lands in escrow later (a reversed reward) can still be
-    refunded by running it again.
+    while money that lands in escrow later (a reversed reward, a forfeited
+    hold) can still be refunded by running it again. Payouts on hold stay.
     """
     with transaction.atomic():
         escrow = ledger.escrow_account(campaign)
         lab_acct = ledger.lab_account(campaign.lab_id)
         locked = ledger.lock_accounts([escrow.pk, lab_acct.pk])
-        balance = locked[escrow.pk].balance
+        # Payouts on hold sit in escrow until a moderator releases (pays) or forfeits (refunds) them.
+        balance = locked[escrow.pk].balance - selectors.held_outstanding(campaign_id=campaign.pk)
         if balance <= 0:
             return None
         last_entry = LedgerEntry.objects.filter(account=escrow).order_by("-id").values_list("id", flat=True).first()
@@ -163,6 +164,27 @@ def campaign_escrow_refund(*, campaign: Campaign) -> Posted | None:
             memo=f"Unspent escrow of campaign {campaign.name} returned"[:500],
             campaign=campaign,
         )
+
+
+def campaign_escrow_sweep(*, campaign: Campaign) -> Posted | None:
+    """Return to the lab money that lands in a closed campaign's escrow after its last epoch settled.
+
+    A closed campaign takes no funds and has no settlement left to spend its
+    escrow, so anything posted there later (a clawed-back reward, a forfeited
+    payout hold) would stay forever. Call it after such a posting, in the same
+    database transaction. While the campaign runs, or an epoch is still to
+    settle, it does nothing: that settlement refunds the rest itself. Safe to
+    run twice (``campaign_escrow_refund`` is keyed on the escrow's latest entry).
+    """
+    from rewards.models import Epoch
+
+    with transaction.atomic():
+        status = Campaign.objects.filter(pk=campaign.pk).values_list("status", flat=True).first()
+        if status != Campaign.Status.CLOSED:
+            return None
+        if Epoch.objects.filter(campaign_id=campaign.pk).exclude(state=Epoch.State.SETTLED).exists():
+            return None
+        return campaign_escrow_refund(campaign=campaign)
 
 
 # --------------------------------------------------------------------------

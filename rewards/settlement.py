@@ -17,8 +17,9 @@ Settlement is idempotent and crash-safe by construction:
 3. *Finish*: the ledger is checked against the plan and the epoch becomes
    settled; the last epoch of a closed campaign returns the unspent escrow.
 
-The maths is ``rewards.weighting`` (pure); the quality figures come from
-``rewards.quality_inputs.epoch_quality_inputs``.
+The maths is ``rewards.weighting`` (pure); the quality figures come from the
+campaign's one quality model, ``annotations.quality.selectors.rater_epoch_quality``
+(agreement with the reliability-weighted consensus, the person's gold record).
 """
 from __future__ import annotations
 
@@ -31,18 +32,40 @@ from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from annotations.models import Campaign, DataValue, Expert, Judgment
+from annotations.quality.selectors import RaterEpochQuality, rater_epoch_quality
 from annotations.services import ServiceError
-from rewards import ledger, selectors, services
+from rewards import holds, ledger, selectors, services
 from rewards.bulk import insert_rows
 from rewards.merkle import build_distribution
 from rewards.models import Account, Epoch, EpochClaim, EpochReward, LedgerEntry, LedgerTransaction, Slash
-from rewards.quality_inputs import epoch_quality_inputs
-from rewards.weighting import data_value_multiplier, settle_epoch_math, time_weighted_stake, wilson_lower_bound
+from rewards.weighting import data_value_multiplier, settle_epoch_math, time_weighted_stake, wilson_upper_bound
 
 Kind = LedgerTransaction.Kind
 
-# DESIGN.md: slash on gold accuracy only with at least this many gold answers.
+# Slash on gold accuracy only with at least this many gold answers in the person's record.
 SLASH_MIN_GOLD = 20
+
+
+def stake_reference(campaign: Campaign) -> int:
+    """s_half of the stake bonus: the campaign's minimum stake, or the platform's minimum bond when that is 0,
+    so stake weighting is never silently off."""
+    return campaign.min_stake or settings.DATADAO_MIN_STAKE
+
+
+def quality_z(confidence: float) -> float:
+    """One-sided normal quantile of the confidence pay is judged with (0.95 -> 1.645)."""
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(confidence) if confidence > 0.5 else 0.0
+
+
+def _quality_inputs(epoch: Epoch) -> list[RaterEpochQuality]:
+    """The quality model's figures for the epoch; agreement reaches back over the campaign's history epochs."""
+    history = settings.DATADAO_QUALITY_HISTORY_EPOCHS
+    earlier = Epoch.objects.filter(campaign_id=epoch.campaign_id, index__gte=epoch.index - history,
+                                   index__lt=epoch.index).order_by("index").values_list("starts_at", flat=True).first()
+    return rater_epoch_quality(campaign_id=epoch.campaign_id, starts_at=epoch.starts_at, ends_at=epoch.ends_at,
+                               history_from=earlier)
 
 
 class EpochNotReady(Exception):
@@ -90,64 +113,83 @@ def _plan(epoch_id: int, now: datetime) -> Epoch:
         campaign = Campaign.objects.get(pk=epoch.campaign_id)
         escrow = ledger.escrow_account(campaign)
         escrow_balance = ledger.lock_accounts([escrow.pk])[escrow.pk].balance
+        # Payouts still on hold from earlier epochs are the experts' until a moderator decides: not spendable.
+        escrow_balance = max(0, escrow_balance - selectors.held_outstanding(campaign_id=campaign.pk))
 
-        inputs = epoch_quality_inputs(epoch)
+        inputs = _quality_inputs(epoch)
         expert_ids = [i.expert_id for i in inputs]
         n = np.array([i.n for i in inputs], dtype=np.int64)
-        wanted = campaign.reward_per_judgment * int(n.sum())
-        budget = min(wanted, escrow_balance)
         events = selectors.bonded_stake_events(expert_ids, epoch.starts_at, epoch.ends_at)
         stake = np.array(
             [time_weighted_stake(events[e], epoch.starts_at, epoch.ends_at) for e in expert_ids], dtype=np.float64,
         )
         gold_correct = np.array([i.gold_correct for i in inputs], dtype=np.int64)
         gold_n = np.array([i.gold_n for i in inputs], dtype=np.int64)
+        # Slashed in this epoch: answered gold in it, and the person's gold record over enough answers is
+        # clearly (the whole 95% interval) below the bar. A slashed expert earns nothing for the epoch.
+        gold_now = np.array([i.gold_in_epoch for i in inputs], dtype=np.int64)
+        slashed = (
+            (gold_now > 0) & (gold_n >= SLASH_MIN_GOLD) & (wilson_upper_bound(gold_correct, gold_n) < campaign.gold_bar)
+            if inputs else np.zeros(0, dtype=bool)
+        )
         value_factor = _value_factors(campaign, expert_ids) if campaign.data_value_weighting and inputs else None
         maths = settle_epoch_math(
-            budget=budget,
+            reward_per_judgment=campaign.reward_per_judgment,
+            available=escrow_balance,
             n=n,
-            matches=[i.matches for i in inputs],
-            n_compared=[i.n_compared for i in inputs],
+            matches=[i.weighted_matches for i in inputs],
+            n_compared=[i.weighted_compared for i in inputs],
             f_rater=[i.f_rater for i in inputs],
             f_consensus=[i.f_consensus for i in inputs],
             gold_correct=gold_correct,
             gold_n=gold_n,
             stake=stake,
-            s_half=float(campaign.min_stake),
+            s_half=float(stake_reference(campaign)),
             q_min=campaign.q_min,
             beta=campaign.stake_beta,
+            gold_weight=campaign.gold_weight,
+            z=quality_z(campaign.pay_confidence),
+            excluded=slashed,
             value_factor=value_factor,
         ) if inputs else None
         payouts = maths.payouts if maths else []
+        budget = maths.budget if maths else 0
         paid_total = sum(payouts)
         # Nobody cleared the quality bar: the budget stays in escrow for the lab.
         dust, retained = (maths.dust, 0) if paid_total else (0, budget)
-        slashed = (
-            (gold_n >= SLASH_MIN_GOLD) & (wilson_lower_bound(gold_correct, gold_n) < campaign.gold_bar)
-            if inputs else np.zeros(0, dtype=bool)
-        )
+        # Quality-job flags (collusion, position bias, speed, copied rationale) hold the payout for a moderator.
+        reasons = holds.hold_reasons_for(campaign_id=campaign.pk, expert_ids=expert_ids) if inputs else {}
+        held = [bool(payouts[k] > 0 and reasons.get(e)) for k, e in enumerate(expert_ids)]
+        held_total = sum(p for p, h in zip(payouts, held) if h)
         wallets = selectors.expert_wallets(expert_ids)
 
         insert_rows(
             EpochReward,
             ["epoch_id", "expert_id", "judgments", "matches", "compared", "gold_n", "gold_correct", "agreement",
-             "quality", "stake", "weight", "value_factor", "amount", "wallet_address", "slashed"],
+             "quality", "quality_low", "stake", "stake_factor", "weight", "value_factor", "amount", "wallet_address",
+             "slashed", "hold_state", "hold_reasons"],
             [
                 (epoch.pk, q.expert_id, q.n, q.matches, q.n_compared, q.gold_n, q.gold_correct,
-                 float(maths.agreement[k]), float(maths.quality[k]), float(stake[k]), float(maths.weight[k]),
+                 float(maths.agreement[k]), float(maths.quality[k]), float(maths.quality_low[k]), float(stake[k]),
+                 float(maths.stake_multiplier[k]), float(maths.weight[k]),
                  float(value_factor[k]) if value_factor is not None else 1.0,
-                 payouts[k], wallets.get(q.expert_id, "") if payouts[k] else "", bool(slashed[k]))
+                 payouts[k], wallets.get(q.expert_id, "") if payouts[k] else "", bool(slashed[k]),
+                 EpochReward.HoldState.HELD if held[k] else EpochReward.HoldState.NONE,
+                 reasons.get(q.expert_id, []) if held[k] else [])
                 for k, q in enumerate(inputs)
             ],
         )
-        claims_total = _publish_claims(epoch, payouts, expert_ids, wallets)
+        # Held payouts stay out of the Merkle distribution; a release pays them to the available balance.
+        claims_total = _publish_claims(
+            epoch, [0 if h else p for p, h in zip(payouts, held)], expert_ids, wallets)
 
         epoch.budget = budget
-        epoch.paid_total = paid_total
+        epoch.paid_total = paid_total - held_total
+        epoch.held_total = held_total
         epoch.dust = dust
         epoch.retained = retained
         epoch.judgment_count = int(n.sum())
-        epoch.experts_paid = sum(1 for p in payouts if p > 0)
+        epoch.experts_paid = sum(1 for p, h in zip(payouts, held) if p > 0 and not h)
         epoch.claims_total = claims_total
         epoch.state = Epoch.State.SETTLING
         epoch.planned_at = now
@@ -199,9 +241,11 @@ def _publish_claims(epoch: Epoch, payouts: list[int], expert_ids: list[int], wal
 
 def _pay(epoch: Epoch, chunk_size: int) -> None:
     campaign = Campaign.objects.get(pk=epoch.campaign_id)
+    # A reward put on hold is never paid here: a moderator's release posts it (under the same key), a forfeit
+    # leaves it in escrow. Released ones are therefore left out too, whatever order release and a re-run take.
     rewards = list(
-        EpochReward.objects.filter(epoch=epoch, amount__gt=0).order_by("expert_id")
-        .values_list("expert_id", "amount", "wallet_address")
+        EpochReward.objects.filter(epoch=epoch, amount__gt=0, hold_state=EpochReward.HoldState.NONE)
+        .order_by("expert_id").values_list("expert_id", "amount", "wallet_address")
     )
     posted = set(
         LedgerTransaction.objects.filter(epoch=epoch, kind=Kind.REWARD).values_list("idempotency_key", flat=True)
@@ -263,8 +307,19 @@ def _finish(epoch_id: int, now: datetime) -> Epoch:
         epoch = Epoch.objects.select_for_update().get(pk=epoch_id)
         if epoch.state == Epoch.State.SETTLED:
             return epoch
+        # The plan's paid_total and experts_paid leave out the rewards it put on hold; a moderator may already
+        # have released some (posted under their reward keys), so their postings are left out of the count too.
+        on_hold = dict(
+            EpochReward.objects.filter(epoch=epoch, amount__gt=0).exclude(hold_state=EpochReward.HoldState.NONE)
+            .values_list("expert_id", "hold_state")
+        )
+        unpaid = [reward_key(epoch.pk, e) for e, state in on_hold.items() if state != EpochReward.HoldState.RELEASED]
+        if unpaid and LedgerTransaction.objects.filter(idempotency_key__in=unpaid).exists():
+            raise SettlementIncomplete(f"epoch {epoch.pk}: a reward on hold or forfeited was paid.")
         paid = LedgerEntry.objects.filter(
             transaction__epoch=epoch, transaction__kind=Kind.REWARD, amount__gt=0,
+        ).exclude(
+            transaction__idempotency_key__in=[reward_key(epoch.pk, e) for e in on_hold],
         ).aggregate(total=Sum("amount"), n=Count("id"))
         if (paid["total"] or 0) != epoch.paid_total or paid["n"] != epoch.experts_paid:
             raise SettlementIncomplete(

@@ -18,7 +18,7 @@ from annotations.services import ServiceError
 from rewards import selectors, services
 from rewards.amounts import format_amount
 from rewards.forms import AmountForm
-from rewards.models import Account, EpochClaim, EpochReward
+from rewards.models import Account, EpochClaim, EpochReward, Slash
 
 
 def _wallet_expert(request) -> Expert:
@@ -44,6 +44,13 @@ def wallet(request):
             address__in={r.wallet_address for r in earnings if r.wallet_address},
         ).values_list("epoch_id", flat=True)
     )
+    slashed = {
+        epoch_id: bonded + unbonding for epoch_id, bonded, unbonding in Slash.objects.filter(
+            expert=expert, epoch_id__in=[r.epoch_id for r in earnings if r.slashed],
+        ).values_list("epoch_id", "bonded_amount", "unbonding_amount")
+    }
+    for reward in earnings:
+        reward.slash_cost = slashed.get(reward.epoch_id, 0)
     return render(request, "rewards/wallet.html", {
         "expert": expert,
         "balances": selectors.expert_balances(expert=expert),

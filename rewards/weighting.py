@@ -27,15 +27,18 @@ __all__ = [
     "EpochMath",
     "chance_corrected_agreement",
     "data_value_multiplier",
-    "raw_quality",
+    "earned_budget",
+    "blended_quality",
+    "quality_lower_bound",
     "reward_weights",
     "settle_epoch_math",
-    "shrunk_quality",
+    "smoothed_accuracy",
     "split_budget",
     "stake_multiplier",
     "time_weighted_stake",
     "time_weighted_stakes",
     "wilson_lower_bound",
+    "wilson_upper_bound",
 ]
 
 #: Two-sided 95% normal quantile, the z of the Wilson bounds used for gold.
@@ -125,48 +128,98 @@ def wilson_lower_bound(
     return np.where(n_a > 0, np.clip(lower, 0.0, 1.0), 0.0)
 
 
-def raw_quality(
-    a: npt.ArrayLike,
+def wilson_upper_bound(
+    successes: npt.ArrayLike, n: npt.ArrayLike, z: float = WILSON_Z_95
+) -> np.ndarray:
+    """Wilson score upper bound of a binomial proportion (1 where n == 0).
+
+    Slashing takes stake, so it needs gold accuracy *clearly* below the bar:
+    the whole interval under it, not just its lower end (an honest 70% rater
+    with 20 gold answers has a lower bound of 0.48 and must not be slashed).
+    """
+    k = _as_float_array("successes", successes)
+    n_a = _as_float_array("n", n)
+    _check_range("n", n_a, 0.0)
+    if np.any(k < 0) or np.any(k > n_a):
+        raise ValueError("successes must lie in [0, n]")
+    k, n_a = np.broadcast_arrays(k, n_a)
+    # The upper bound of p is one minus the lower bound of the failure rate.
+    return np.where(n_a > 0, 1.0 - wilson_lower_bound(n_a - k, n_a, z=z), 1.0)
+
+
+def smoothed_accuracy(correct: npt.ArrayLike, n: npt.ArrayLike) -> np.ndarray:
+    """(c + 1) / (n + 2): Laplace's rule of succession, 0.5 with no answers.
+
+    Gold accuracy used as a *value* (not a test): a point estimate that
+    neither rewards nor punishes answering gold. The Wilson lower bound is a
+    test statistic; used as an accuracy it made 5/5 gold worth less than no
+    gold at all.
+    """
+    c = _as_float_array("correct", correct)
+    n_a = _as_float_array("n", n)
+    _check_range("n", n_a, 0.0)
+    if np.any(c < 0) or np.any(c > n_a):
+        raise ValueError("correct must lie in [0, n]")
+    return (c + 1.0) / (n_a + 2.0)
+
+
+def blended_quality(
+    agreement: npt.ArrayLike,
+    n_compared: npt.ArrayLike,
     gold_correct: npt.ArrayLike,
     gold_n: npt.ArrayLike,
-    min_gold: int = 5,
-) -> np.ndarray:
-    """raw = 0.5 a + 0.5 g with at least `min_gold` gold answers, else a.
+    *,
+    gold_weight: float = 2.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(q, n_eff): agreement and gold pooled by their evidence.
 
-    Gold answers are ground truth that herding cannot game, so they get half
-    the say once there are enough of them; g is the Wilson 95% lower bound,
-    so a handful of lucky gold answers cannot lift a rater much. Below
-    `min_gold` the bound is too loose to be fair and agreement alone counts.
+    q = (n_a a + G n_g g) / (n_a + G n_g), with a the chance-corrected
+    agreement over n_a compared pair directions and g the smoothed gold
+    accuracy over n_g gold answers. Gold's weight grows with the number of
+    gold answers, and each gold answer counts G times (default 2) because it
+    measures accuracy against the truth, while agreement measures it against
+    a consensus that is itself sometimes wrong, and that a ring can sway.
+    n_eff = n_a + G n_g is the evidence behind q. No evidence: q = 0.5.
     """
-    a_arr = _as_float_array("a", a)
-    _check_range("a", a_arr, 0.0, 1.0)
-    gold_n_arr = _as_float_array("gold_n", gold_n)
-    g = wilson_lower_bound(gold_correct, gold_n_arr)
-    a_arr, g, gold_n_arr = np.broadcast_arrays(a_arr, g, gold_n_arr)
-    return np.where(gold_n_arr >= min_gold, 0.5 * a_arr + 0.5 * g, a_arr)
+    a = _as_float_array("agreement", agreement)
+    n_a = _as_float_array("n_compared", n_compared)
+    _check_range("agreement", a, 0.0, 1.0)
+    _check_range("n_compared", n_a, 0.0)
+    if not np.isfinite(gold_weight) or gold_weight < 0:
+        raise ValueError("gold_weight must be finite and >= 0")
+    g = smoothed_accuracy(gold_correct, gold_n)
+    n_g = _as_float_array("gold_n", gold_n) * gold_weight
+    a, n_a, g, n_g = np.broadcast_arrays(a, n_a, g, n_g)
+    n_eff = n_a + n_g
+    safe = np.where(n_eff > 0, n_eff, 1.0)
+    q = np.where(n_eff > 0, (n_a * a + n_g * g) / safe, 0.5)
+    return np.clip(q, 0.0, 1.0), n_eff
 
 
-def shrunk_quality(
-    raw: npt.ArrayLike, n: npt.ArrayLike, q0: float = 0.5, m: float = 10.0
-) -> np.ndarray:
-    """q = (raw n + q0 m) / (n + m): shrink small samples toward the prior q0.
+def quality_lower_bound(q: npt.ArrayLike, n_eff: npt.ArrayLike, *, z: float = 1.6448536269514722) -> np.ndarray:
+    """Wilson lower bound of q over n_eff pieces of evidence (0 with none): what pay is judged on.
 
-    An expert with three judgments that happened to agree should not out-earn
-    a steady expert with three hundred; the prior counts as `m` pseudo
-    judgments of quality `q0` (0.5 = no better than chance, which the q_min
-    gate pays nothing for). With n + m == 0 there is no evidence and q0 is
-    returned.
+    A random clicker's q lands above 0.5 half of the time by luck; its lower
+    bound clears 0.5 only about one time in twenty (one-sided 95%, z =
+    1.645), and then by a hair, so luck does not pay. An honest expert's
+    bound rises with the work done, so a long record is not zeroed by a
+    noisy stretch. The bound shrinks with less evidence, so splitting one
+    person's work over several accounts lowers every account's bound.
     """
-    raw_arr = _as_float_array("raw", raw)
-    n_arr = _as_float_array("n", n)
-    _check_range("raw", raw_arr, 0.0, 1.0)
-    _check_range("n", n_arr, 0.0)
-    if not (0.0 <= q0 <= 1.0) or m < 0:
-        raise ValueError("q0 must be in [0, 1] and m >= 0")
-    raw_arr, n_arr = np.broadcast_arrays(raw_arr, n_arr)
-    denom = n_arr + m
-    safe = np.where(denom > 0, denom, 1.0)
-    return np.where(denom > 0, (raw_arr * n_arr + q0 * m) / safe, q0)
+    q_arr = _as_float_array("q", q)
+    n_arr = _as_float_array("n_eff", n_eff)
+    _check_range("q", q_arr, 0.0, 1.0)
+    _check_range("n_eff", n_arr, 0.0)
+    if not np.isfinite(z) or z < 0:
+        raise ValueError("z must be finite and >= 0")
+    q_arr, n_arr = np.broadcast_arrays(q_arr, n_arr)
+    some = n_arr >= 1e-6  # less than a millionth of an answer is no evidence (and overflows the formula)
+    safe_n = np.where(some, n_arr, 1.0)
+    z2 = z * z
+    centre = q_arr + z2 / (2.0 * safe_n)
+    margin = z * np.sqrt(q_arr * (1.0 - q_arr) / safe_n + z2 / (4.0 * safe_n * safe_n))
+    lower = (centre - margin) / (1.0 + z2 / safe_n)
+    return np.where(some, np.clip(lower, 0.0, 1.0), 0.0)
 
 
 # --------------------------------------------------------------------------
@@ -396,18 +449,39 @@ class EpochMath:
     """
 
     agreement: np.ndarray
-    raw_quality: np.ndarray
-    quality: np.ndarray
+    quality: np.ndarray  # q: agreement and gold pooled
+    evidence: np.ndarray  # n_eff behind q
+    quality_low: np.ndarray  # the lower bound pay is judged on
     stake_multiplier: np.ndarray
     weight: np.ndarray
     payouts: list[int]
     dust: int
+    budget: int = 0
     value_factor: np.ndarray | None = None
+
+
+def earned_budget(reward_per_judgment: int, n: npt.ArrayLike, weight: npt.ArrayLike, available: int) -> int:
+    """What the lab pays for an epoch: the reward for every judgment whose rater earns, at most ``available``.
+
+    Judgments of raters who earn nothing (below the quality bar, slashed)
+    are not paid for: their share stays in escrow for the lab instead of
+    topping up the other raters' pay, so spam neither costs the lab nor
+    dilutes honest pay per judgment.
+    """
+    for name, value in (("reward_per_judgment", reward_per_judgment), ("available", available)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    n_arr = np.asarray(n, dtype=np.int64)
+    earning = np.asarray(weight, dtype=np.float64) > 0
+    wanted = int(reward_per_judgment) * int(n_arr[earning].sum())
+    return min(wanted, int(available))
 
 
 def settle_epoch_math(
     *,
-    budget: int,
+    budget: int | None = None,
+    reward_per_judgment: int | None = None,
+    available: int | None = None,
     n: npt.ArrayLike,
     matches: npt.ArrayLike,
     n_compared: npt.ArrayLike,
@@ -419,39 +493,53 @@ def settle_epoch_math(
     s_half: float,
     q_min: float = 0.5,
     beta: float = 1.0,
-    q0: float = 0.5,
-    m: float = 10.0,
-    min_gold: int = 5,
+    gold_weight: float = 2.0,
+    z: float = 1.6448536269514722,
+    excluded: npt.ArrayLike | None = None,
     value_factor: npt.ArrayLike | None = None,
 ) -> EpochMath:
-    """Chain agreement -> raw -> shrunk quality -> weight -> exact split.
+    """Chain agreement -> pooled quality -> lower bound -> weight -> exact split.
 
     All per-expert arrays are aligned (one entry per expert). `n` is the
-    count of accepted judgments; `stake` the time-weighted bonded stake
-    (see `time_weighted_stake`). Parameters default to DESIGN.md's values;
-    `s_half` is the campaign's minimum stake unless configured otherwise.
-    `value_factor`, when given, multiplies each weight (the data-value
-    multiplier, see `data_value_multiplier`); None leaves the weights as
-    DESIGN.md defines them.
+    count of accepted judgments of the epoch (what is paid for); `matches`,
+    `n_compared`, `f_*` describe agreement with the consensus and the gold
+    counts describe the expert's gold record (both may reach back before the
+    epoch: see settlement). `stake` is the time-weighted bonded stake (see
+    `time_weighted_stake`); `s_half` the stake at which the bonus is half
+    way. `excluded` (bool) zeroes the weight of experts who may not earn this
+    epoch (slashed). `value_factor`, when given, multiplies each weight (the
+    data-value multiplier, see `data_value_multiplier`).
+
+    The budget is either given (`budget`) or earned: `reward_per_judgment`
+    for each judgment of an expert with a positive weight, at most
+    `available` (see `earned_budget`).
     """
     agreement = chance_corrected_agreement(matches, n_compared, f_rater, f_consensus)
-    raw = raw_quality(agreement, gold_correct, gold_n, min_gold=min_gold)
-    quality = shrunk_quality(raw, n, q0=q0, m=m)
+    quality, evidence = blended_quality(agreement, n_compared, gold_correct, gold_n, gold_weight=gold_weight)
+    low = quality_lower_bound(quality, evidence, z=z)
     multiplier = stake_multiplier(stake, s_half=s_half, beta=beta)
-    weight = reward_weights(n, quality, stake, s_half=s_half, q_min=q_min, beta=beta)
+    weight = reward_weights(n, low, stake, s_half=s_half, q_min=q_min, beta=beta)
+    if excluded is not None:
+        weight = np.where(np.asarray(excluded, dtype=bool), 0.0, weight)
     factor = None
     if value_factor is not None:
         factor = _as_float_array("value_factor", value_factor)
         _check_range("value_factor", factor, 0.0)
         weight = weight * factor
+    if budget is None:
+        if reward_per_judgment is None or available is None:
+            raise ValueError("give a budget, or reward_per_judgment and available")
+        budget = earned_budget(reward_per_judgment, n, np.atleast_1d(weight), available)
     payouts, dust = split_budget(budget, np.atleast_1d(weight))
     return EpochMath(
         agreement=agreement,
-        raw_quality=raw,
         quality=quality,
+        evidence=evidence,
+        quality_low=low,
         stake_multiplier=multiplier,
         weight=weight,
         payouts=payouts,
         dust=dust,
+        budget=int(budget),
         value_factor=factor,
     )

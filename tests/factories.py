@@ -61,6 +61,9 @@ class CampaignFactory(factory.django.DjangoModelFactory):
     responses_per_task = 2
     overlap = 3
     max_overlap = 5
+    # A new campaign's default minimum stake is the platform's minimum bond (staking on); most tests are about
+    # something else and rate without staking, so the factory turns the gate off. Staking tests set it.
+    min_stake = 0
 
 
 class TaskFactory(factory.django.DjangoModelFactory):

@@ -33,6 +33,11 @@ filtered on its own margin from ``TaskConsensus.pairs`` (for K = 2 that is
 the task's margin). A gold task, when included, is exported from its answer
 key (every pair "unanimous": ``margin`` 1.0, ``consensus_margin`` null,
 ``is_gold`` true) and the margin filter does not apply to it.
+
+A consensus of too few raters is no consensus: with ``min_raters`` a task
+whose consensus counted fewer judgments (``TaskConsensus.n_raters``) gives no
+row, whatever its margin (one rater's vote has margin 1.0). Gold tasks are
+exempt, as from the margin filter.
 """
 from __future__ import annotations
 
@@ -69,6 +74,7 @@ _ATTRIBUTE_FIXED = ("prompt", "response", "model", "rank", "n_raters", *PROVENAN
 
 # Counter keys of what the filters dropped (the dataset card lists them).
 DROP_MARGIN = "below_min_margin"
+DROP_RATERS = "below_min_raters"
 DROP_TIE = "tie"
 DROP_DUPLICATE = "near_duplicate"
 DROP_NO_RATINGS = "no_ratings"
@@ -82,6 +88,7 @@ class Options:
 
     format: str
     min_margin: float | None = None
+    min_raters: int | None = None
     drop_ties: bool = True
     drop_near_duplicates: bool = True
     include_gold: bool = False
@@ -231,6 +238,9 @@ def task_pairs(task: SourceTask, opts: Options, dropped: Counter) -> list[Pair]:
         return []
     min_margin = opts.min_margin
     texts = task.texts
+    if not gold and opts.min_raters is not None and task.n_raters < opts.min_raters:
+        dropped[DROP_RATERS] += 1 if len(ranks) == 2 else len(task.pairs or ())
+        return []
     if len(ranks) == 2 and not gold:
         # K = 2 (most campaigns): one pair, whose margin is the task's margin
         # (stored to 6 decimals: the number the quality job compares with the
@@ -314,6 +324,7 @@ def k2_pair_rows(rows: Sequence[tuple], opts: Options, dropped: Counter,
     measured. A test checks that both paths give byte-identical files.
     """
     min_margin, drop_ties, drop_same = opts.min_margin, opts.drop_ties, opts.drop_near_duplicates
+    min_raters = opts.min_raters
     reward, agreement, fraction = opts.format == REWARD_PAIRS, opts.agreement, opts.test_fraction
     loads = orjson.loads
     rank_lists: dict[str, list[int]] = {}
@@ -327,6 +338,9 @@ def k2_pair_rows(rows: Sequence[tuple], opts: Options, dropped: Counter,
             if decoded is None:
                 decoded = rank_lists[ranks] = loads(ranks)
             ranks = decoded
+        if min_raters is not None and n_raters < min_raters:
+            dropped[DROP_RATERS] += 1
+            continue
         if min_margin is not None and margin < min_margin:
             dropped[DROP_MARGIN] += 1
             continue
@@ -368,6 +382,9 @@ def ranking_row(task: SourceTask, opts: Options, dropped: Counter) -> dict[str, 
     if not ranks:
         return None
     margin = None if gold else task.margin
+    if not gold and opts.min_raters is not None and task.n_raters < opts.min_raters:
+        dropped[DROP_RATERS] += 1
+        return None
     if margin is not None and opts.min_margin is not None and margin < opts.min_margin:
         dropped[DROP_MARGIN] += 1
         return None
@@ -408,11 +425,15 @@ def attribute_columns(axes: Sequence[str]) -> list[str]:
 
 
 def _task_margin_passes(task: SourceTask, opts: Options, dropped: Counter) -> bool:
-    """Judgment formats apply a minimum margin only when one was asked for; a task without a consensus
-    then has no margin to clear (gold tasks are exempt, as in the consensus formats)."""
-    if opts.min_margin is None or task.is_gold:
+    """Judgment formats apply a minimum margin or number of raters only when one was asked for, to the
+    task's consensus; a task without a consensus then has none to clear (gold tasks are exempt, as in
+    the consensus formats)."""
+    if task.is_gold or (opts.min_margin is None and opts.min_raters is None):
         return True
-    if task.margin is None or task.margin < opts.min_margin:
+    if opts.min_raters is not None and (task.ranks is None or task.n_raters < opts.min_raters):
+        dropped[DROP_RATERS] += 1
+        return False
+    if opts.min_margin is not None and (task.margin is None or task.margin < opts.min_margin):
         dropped[DROP_MARGIN] += 1
         return False
     return True

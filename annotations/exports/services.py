@@ -23,6 +23,12 @@ Filters (defaults in brackets):
   (for K = 2 the task's), ranking the task's (smallest pair) margin; the
   judgment formats, when given one, keep tasks whose consensus margin clears
   it.
+* ``min_raters`` [consensus formats: :data:`DEFAULT_MIN_RATERS`, or the campaign's overlap when that is
+  1; judgment formats: none]: consensus
+  formats leave out every pair (ranking: task) whose consensus counted fewer judgments
+  (``TaskConsensus.n_raters``), so one rater's unanimous vote is not sold as a consensus; the
+  judgment formats, when given one, keep tasks whose consensus counted at least that many. Gold
+  tasks are exempt, as from ``min_margin``.
 * ``exclude_flagged_raters`` [true] and ``min_rater_quality`` [none]: the
   excluded raters are those flagged by a quality signal, and those whose
   reliability is below the minimum or not estimated yet. Judgment formats
@@ -73,6 +79,8 @@ OVER_LENGTH_CHOICES = ("drop", "flag")
 NEAR_DUPLICATE_METHODS = ("text", "embedding")
 NEAR_DUPLICATE_COSINE = 0.97
 MAX_TEST_FRACTION = 0.5
+# A consensus needs at least two raters: one rater's vote always has margin 1.0.
+DEFAULT_MIN_RATERS = 2
 # Progress is written at most this often (seconds); the last page always.
 PROGRESS_EVERY_S = 1.0
 # Tokenizer files that decide token counts (hashed into the card; weights are not read).
@@ -128,6 +136,7 @@ def export_request(
     format: str,  # noqa: A002 - the API's field name
     file_format: str = Export.FileFormat.JSONL,
     min_margin: float | None = None,
+    min_raters: int | None = None,
     min_rater_quality: float | None = None,
     exclude_flagged_raters: bool = True,
     include_gold: bool = False,
@@ -146,6 +155,8 @@ def export_request(
     if file_format not in Export.FileFormat.values:
         raise ServiceError("choose jsonl or parquet.", field="file_format")
     _fraction(min_margin, "min_margin")
+    if min_raters is not None and (min_raters.__class__ is not int or min_raters < 1):
+        raise ServiceError("must be a whole number of raters, at least 1.", field="min_raters")
     _fraction(min_rater_quality, "min_rater_quality")
     _fraction(test_fraction, "test_fraction", MAX_TEST_FRACTION)
     _check_use(campaign, use)
@@ -168,8 +179,11 @@ def export_request(
         raise ServiceError("this campaign rates no attributes; choose another format.", field="format")
     if min_margin is None and format in formats.CONSENSUS_FORMATS:
         min_margin = campaign.consensus_min_margin
+    if min_raters is None and format in formats.CONSENSUS_FORMATS:
+        # A campaign run with one rater per task by design keeps its rows unless the lab asks otherwise.
+        min_raters = min(DEFAULT_MIN_RATERS, campaign.overlap)
     params: dict[str, Any] = {
-        "min_margin": min_margin, "min_rater_quality": min_rater_quality,
+        "min_margin": min_margin, "min_raters": min_raters, "min_rater_quality": min_rater_quality,
         "exclude_flagged_raters": exclude_flagged_raters, "include_gold": include_gold, "drop_ties": drop_ties,
         "drop_near_duplicates": drop_near_duplicates, "near_duplicates": near_duplicates,
         "test_fraction": test_fraction, "tokenizer": tokenizer, "tokenizer_path": resolved,
@@ -265,8 +279,9 @@ class _Build:
     def _options(self, snapshot: dict) -> formats.Options:
         p = self.params
         return formats.Options(
-            format=self.format, min_margin=p.get("min_margin"), drop_ties=p.get("drop_ties", True),
-            drop_near_duplicates=p.get("drop_near_duplicates", True), include_gold=p.get("include_gold", False),
+            format=self.format, min_margin=p.get("min_margin"), min_raters=p.get("min_raters"),
+            drop_ties=p.get("drop_ties", True), drop_near_duplicates=p.get("drop_near_duplicates", True),
+            include_gold=p.get("include_gold", False),
             test_fraction=p.get("test_fraction") or 0.0, axes=tuple(self.campaign.attribute_axes or ()),
             agreement=snapshot["agreement"], tokens=bool(p.get("tokenizer")),
             flag_over_length=bool(p.get("tokenizer")) and p.get("max_tokens") is not None

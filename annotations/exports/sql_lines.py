@@ -23,7 +23,7 @@ ways over awkward data):
 * keys in column order, no spaces; the constant ``campaign_agreement`` is encoded once by orjson.
 * the split: SHA-256 of the prompt's key below :func:`formats.test_split_bound`.
 
-Each row comes back with a route (:data:`TRAIN` ... :data:`NEAR_DUPLICATE`): a line for one split, a
+Each row comes back with a route (:data:`TRAIN` ... :data:`BELOW_RATERS`): a line for one split, a
 drop counted as the Python path counts it, or :data:`PYTHON` with the raw columns of what the query
 cannot decide exactly, which then goes through :func:`formats.k2_pair_rows` at its place in the file:
 chat prompts (rendered by ``plain_chat_format``), pairs whose near-duplicate check needs the full
@@ -44,9 +44,9 @@ from annotations.exports import formats
 from annotations.exports.writers import jsonl_line
 from annotations.models import Judgment, Response, Task, TaskConsensus
 
-TRAIN, TEST, PYTHON, EXCLUDED, BELOW_MARGIN, TIE, NEAR_DUPLICATE = range(7)
-_DROPPED = {EXCLUDED: "excluded_rater_tasks", BELOW_MARGIN: formats.DROP_MARGIN, TIE: formats.DROP_TIE,
-            NEAR_DUPLICATE: formats.DROP_DUPLICATE}
+TRAIN, TEST, PYTHON, EXCLUDED, BELOW_MARGIN, TIE, NEAR_DUPLICATE, BELOW_RATERS = range(8)
+_DROPPED = {EXCLUDED: "excluded_rater_tasks", BELOW_RATERS: formats.DROP_RATERS, BELOW_MARGIN: formats.DROP_MARGIN,
+            TIE: formats.DROP_TIE, NEAR_DUPLICATE: formats.DROP_DUPLICATE}
 _REJECTED = b',"rejected":'
 
 
@@ -102,6 +102,9 @@ def page_query(opts: formats.Options, *, campaign_id: int, excluded: list[int]) 
                        "%(campaign)s AND NOT j.voided AND j.expert_id = ANY(%(excluded)s))", EXCLUDED))
         params["excluded"] = excluded
     routes.append(("b.t0 IS NULL OR b.t1 IS NULL OR b.gap IS NULL OR b.margin IS NULL", PYTHON))
+    if opts.min_raters is not None:
+        routes.append(("b.n_raters < %(min_raters)s::int", BELOW_RATERS))
+        params["min_raters"] = opts.min_raters
     if opts.min_margin is not None:
         routes.append(("b.margin < %(min_margin)s::float8", BELOW_MARGIN))
         params["min_margin"] = opts.min_margin

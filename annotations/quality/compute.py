@@ -15,11 +15,18 @@ Conventions
   and the consensus vote use decided directions only; ordinal alpha uses the
   signed strength (``direction * gap``, the -3..+3 scale for K = 2), ties
   included as 0.
-* Vote weight of a rater: the log-odds of their Dawid-Skene reliability
-  (accuracy clipped to [0.5, 0.99], so a random or worse rater counts 0 and
-  nobody counts as infallible) times a stake factor ``1 + stake / median
-  stake``, then clipped at ``cap`` times the median weight
-  (``consensus.clip_weights``), so no rater outweighs ``cap`` typical ones.
+* Vote weight of a rater: the log-odds of their gold-anchored reliability
+  (``anchored_reliability``: their gold answers in the campaign, with the
+  Dawid-Skene estimate counting as ``GOLD_ANCHOR_PSEUDO`` answers, so a ring
+  that makes up most raters cannot vote itself reliable against the gold),
+  clipped to [0.55, 0.99] (a poor rater still counts a little, no vote drops
+  to zero from one estimate, nobody counts as infallible), times a stake
+  factor ``1 + stake / median stake`` clipped at ``cap`` times the median
+  rater's (``consensus.clip_weights``), so no whale outweighs ``cap``
+  typical stakers.
+* Effective votes of a pair: Kish's ``(sum w)^2 / sum w^2`` over the decided
+  votes; a task needs ``MIN_EFFECTIVE_VOTES`` on every pair to count as
+  settled, so one heavy vote against two light ones is not a consensus.
 * Consensus of a unit: ``p`` = weighted share of decided votes saying "i is
   better" (``consensus.majority_vote_binary``); margin ``|2p - 1|``. This is
   the one-coin Dawid-Skene decision rule with the estimated reliabilities,
@@ -39,7 +46,20 @@ STRENGTH_NONE = -128  # loader's stand-in for a missing strength
 # Reliability assumed for a rater the campaign job has not estimated yet and
 # who answered no gold: somewhat better than chance, as vetting implies.
 PRIOR_RELIABILITY = 0.7
-RELIABILITY_CLIP = (0.5, 0.99)
+RELIABILITY_CLIP = (0.55, 0.99)
+# The Dawid-Skene estimate counts as this many gold answers in a rater's anchored reliability: with a few gold
+# answers it still matters, with the dozen a new account answers (assignment serves them more gold) gold leads.
+GOLD_ANCHOR_PSEUDO = 3.0
+MIN_EFFECTIVE_VOTES = 2.0
+
+
+def min_effective_votes(overlap: int) -> float:
+    """Effective votes a task needs to be settled: 2, or less where the campaign asks for fewer raters.
+
+    Two raters of unequal weight have fewer than two effective votes (3:1 gives 1.6), so a campaign of
+    overlap 2 asks for 1.5 (one vote alone is 1); a campaign of overlap 1 wants one opinion by design.
+    """
+    return min(MIN_EFFECTIVE_VOTES, 0.75 * max(int(overlap), 1))
 DEFAULT_WEIGHT_CAP = 3.0
 # Bootstrap draws for alpha's interval: 1,000 while units are few (where the
 # interval is wide and matters), 200 beyond (100k units: the percentile
@@ -127,10 +147,39 @@ def reliability_log_odds(reliability: np.ndarray) -> np.ndarray:
     return np.log(r / (1.0 - r))
 
 
+def anchored_reliability(ds_accuracy: np.ndarray, gold_correct: np.ndarray, gold_n: np.ndarray,
+                         pseudo: float = GOLD_ANCHOR_PSEUDO) -> np.ndarray:
+    """(gold right + pseudo x base) / (gold answered + pseudo), base = the Dawid-Skene estimate (or the prior).
+
+    Dawid-Skene learns reliability from agreement, so raters who answer alike
+    by a shared rule and make up most of a task's raters look reliable to it.
+    Gold answers are checked against the truth, which no ring can outvote,
+    and their say grows with their number.
+    """
+    base = np.where(np.isfinite(ds_accuracy), ds_accuracy, PRIOR_RELIABILITY)
+    return (np.asarray(gold_correct, dtype=np.float64) + pseudo * base) / (np.asarray(gold_n, dtype=np.float64) + pseudo)
+
+
+def effective_votes(item: np.ndarray, weight: np.ndarray, n_items: int) -> np.ndarray:
+    """Kish's effective number of votes per item, ``(sum w)^2 / sum w^2`` (0 for an item without votes)."""
+    total = np.bincount(item, weights=weight, minlength=n_items)
+    squares = np.bincount(item, weights=weight * weight, minlength=n_items)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(squares > 0, total * total / np.where(squares > 0, squares, 1.0), 0.0)
+
+
 def vote_weights(reliability: np.ndarray, stakes: np.ndarray, cap: float) -> np.ndarray:
-    """Each rater's consensus weight: reliability log-odds x stake factor, clipped at ``cap`` x median."""
-    raw = reliability_log_odds(reliability) * stake_factor(stakes)
-    return consensus.clip_weights(raw, cap) if raw.size else raw
+    """Each rater's consensus weight: reliability log-odds x stake factor, the stake factor clipped at ``cap`` x
+    the median rater's.
+
+    The cap is on stake, what a whale can buy. Capping the whole weight at a
+    multiple of the median rater's would let a ring that makes up most raters
+    set the median, and so cap the honest raters' gold-earned reliability.
+    """
+    factor = stake_factor(stakes)
+    if factor.size:
+        factor = consensus.clip_weights(factor, cap)
+    return reliability_log_odds(reliability) * factor
 
 
 @dataclass
@@ -143,6 +192,7 @@ class TaskConsensusRows:
     margin_pairs: np.ndarray  # (T, P)
     votes: np.ndarray  # (T, P) decided votes
     margin: np.ndarray  # (T,) min over pairs
+    effective: np.ndarray  # (T,) fewest effective votes over pairs
     n_raters: np.ndarray
     last_judgment_id: np.ndarray
     method: str
@@ -155,10 +205,12 @@ class TaskConsensusRows:
         ranks, p = self.ranks[sl].tolist(), np.round(self.p[sl], 3).tolist()
         margins, votes = np.round(self.margin_pairs[sl], 3).tolist(), self.votes[sl].tolist()
         margin, n_raters = np.round(self.margin[sl], 6).tolist(), self.n_raters[sl].tolist()
+        effective = np.round(self.effective[sl], 3).tolist()
         task_ids, last = self.task_id[sl].tolist(), self.last_judgment_id[sl].tolist()
         for r in range(len(ranks)):
             yield {
                 "task_id": task_ids[r], "ranks": ranks[r], "margin": margin[r], "n_raters": n_raters[r],
+                "effective_votes": effective[r],
                 "method": self.method, "last_judgment_id": last[r],
                 "pairs": [{"i": i[q], "j": j[q], "p": p[r][q], "margin": margins[r][q], "votes": votes[r][q]}
                           for q in range(len(i))],
@@ -177,6 +229,7 @@ def task_consensus(
     weight = np.broadcast_to(judgment_weight[:, None], direction.shape)[decided]
     p = consensus.majority_vote_binary(item, label, n_tasks * n_pairs, weights=weight).reshape(n_tasks, n_pairs)
     votes = np.bincount(item, minlength=n_tasks * n_pairs).reshape(n_tasks, n_pairs)
+    effective = effective_votes(item, weight, n_tasks * n_pairs).reshape(n_tasks, n_pairs).min(axis=1)
     margin_pairs = np.abs(2.0 * p - 1.0)
     n_raters = np.bincount(task_row, minlength=n_tasks)
     last = np.zeros(n_tasks, dtype=np.int64)
@@ -190,7 +243,8 @@ def task_consensus(
         ranks = _bradley_terry_ranks(k, direction, judgment_weight, task_row, n_tasks)
         method = "bradley_terry"
     return TaskConsensusRows(
-        task_ids, ranks.astype(np.int64), p, margin_pairs, votes, margin_pairs.min(axis=1), n_raters, last, method,
+        task_ids, ranks.astype(np.int64), p, margin_pairs, votes, margin_pairs.min(axis=1), effective, n_raters, last,
+        method,
     )
 
 
@@ -316,7 +370,13 @@ def campaign_quality(
     evidence = shared | np.isin(d_items, gold_units)
     identifiable = np.bincount(d_workers, weights=evidence, minlength=raters.size) > 0
     reliability = np.where(identifiable, ds.worker_accuracy, np.nan)
-    weights = vote_weights(reliability, stakes, weight_cap)
+    on_gold = j.is_gold & (j.gold_correct >= 0)
+    gold_n = np.bincount(rater_row[on_gold], minlength=raters.size)
+    gold_right = np.bincount(rater_row[on_gold], weights=j.gold_correct[on_gold] == 1, minlength=raters.size)
+    anchored = anchored_reliability(reliability, gold_right, gold_n)
+    # A rater with neither gold nor shared items keeps an unknown (NaN) reliability: the prior's weight.
+    anchored = np.where(identifiable | (gold_n > 0), anchored, np.nan)
+    weights = vote_weights(anchored, stakes, weight_cap)
 
     # Consensus of non-gold tasks.
     real = ~j.is_gold
@@ -350,7 +410,6 @@ def campaign_quality(
     tokens_per_task = np.array([tokens.get(int(t), 0) for t in tasks.tolist()], dtype=np.float64)
     speed = signals.speed(j.expert_id, seconds, tokens_per_task[task_row], z_threshold=SPEED_Z, min_n=SPEED_MIN_N)
     outside = signals.outside_expertise(j.expert_id, j.outside, max_share=OUTSIDE_MAX_SHARE, min_n=OUTSIDE_MIN_N)
-    on_gold = j.is_gold & (j.gold_correct >= 0)
     gold = signals.gold_accuracy(j.expert_id[on_gold], j.gold_correct[on_gold] == 1, bar=gold_bar, min_n=GOLD_MIN_N)
     consensus_p = rows.p.ravel()
     says = consensus_p[d_unit]

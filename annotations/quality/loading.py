@@ -33,7 +33,8 @@ def _flag(condition: Q) -> Cast:
 
 
 def judgment_columns(campaign_id: int, k: int, *, window: tuple[datetime, datetime] | None = None,
-                     task_ids: QuerySet | None = None) -> tuple[QuerySet, list[str]]:
+                     task_ids: QuerySet | None = None,
+                     inner: tuple[datetime, datetime] | None = None) -> tuple[QuerySet, list[str]]:
     """The counted (not voided) judgments of a campaign as a queryset of bigint columns, and the column names."""
     columns: dict[str, Any] = {
         "q_id": _big(F("id")), "q_task": _big(F("task_id")), "q_expert": _big(F("expert_id")),
@@ -51,6 +52,8 @@ def judgment_columns(campaign_id: int, k: int, *, window: tuple[datetime, dateti
     columns["q_outside"] = _big(StrIndex(Cast("flags", TextField()), Value(f'"{Flag.OUTSIDE_EXPERTISE.value}"')))
     if window is not None:
         columns["q_window"] = _flag(Q(submitted_at__gte=window[0], submitted_at__lt=window[1]))
+    if inner is not None:
+        columns["q_inner"] = _flag(Q(submitted_at__gte=inner[0], submitted_at__lt=inner[1]))
     queryset = Judgment.objects.filter(campaign_id=campaign_id, voided=False)
     if task_ids is not None:
         queryset = queryset.filter(task_id__in=task_ids)
@@ -84,7 +87,16 @@ def _read_int_columns(queryset: QuerySet, n_columns: int) -> np.ndarray:
 def load_judgments(campaign_id: int, k: int, *, window: tuple[datetime, datetime] | None = None,
                    task_ids: QuerySet | None = None) -> tuple[Judgments, np.ndarray | None]:
     """All counted judgments of the campaign (or of ``task_ids``); with ``window``, also "submitted in it" per row."""
-    queryset, names = judgment_columns(campaign_id, k, window=window, task_ids=task_ids)
+    judgments, flags = load_judgments_windows(campaign_id, k, window=window, task_ids=task_ids)
+    return judgments, flags[0] if window is not None else None
+
+
+def load_judgments_windows(
+    campaign_id: int, k: int, *, window: tuple[datetime, datetime] | None = None, task_ids: QuerySet | None = None,
+    inner: tuple[datetime, datetime] | None = None,
+) -> tuple[Judgments, tuple[np.ndarray | None, np.ndarray | None]]:
+    """``load_judgments`` with a second window (``inner``, e.g. the epoch inside a longer history)."""
+    queryset, names = judgment_columns(campaign_id, k, window=window, task_ids=task_ids, inner=inner)
     data = _read_int_columns(queryset, len(names))
     col = {name: data[:, c] for c, name in enumerate(names)}
     ranks = np.ascontiguousarray(data[:, 3 : 3 + k])
@@ -95,7 +107,8 @@ def load_judgments(campaign_id: int, k: int, *, window: tuple[datetime, datetime
         outside=col["q_outside"] > 0,
     )
     in_window = col["q_window"] == 1 if window is not None else None
-    return judgments, in_window
+    in_inner = col["q_inner"] == 1 if inner is not None else None
+    return judgments, (in_window, in_inner)
 
 
 def gold_ranks(campaign_id: int) -> dict[int, list[int]]:

@@ -5,16 +5,17 @@ handle only (``annotations.handles``).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet, Window
+from django.db.models.functions import RowNumber
 
 from annotations import selectors as annotation_selectors
-from annotations.models import Campaign, QualityReport, RaterQuality, Task, TaskConsensus
+from annotations.models import Campaign, Judgment, QualityReport, RaterQuality, Task, TaskConsensus
 from annotations.quality import compute, loading
-from rewards.quality_inputs import ExpertQualityInput
 
 HISTOGRAM_BINS = 10
 ALPHA_HISTORY = 100
@@ -61,7 +62,8 @@ def rater_rows(campaign: Campaign) -> list[dict[str, Any]]:
 
 def consensus_summary(campaign: Campaign) -> dict[str, Any]:
     stats = TaskConsensus.objects.filter(campaign=campaign).aggregate(
-        tasks=Count("task_id"), settled=Count("task_id", filter=Q(margin__gte=campaign.consensus_min_margin)),
+        tasks=Count("task_id"), settled=Count("task_id", filter=Q(margin__gte=campaign.consensus_min_margin) & (
+            Q(effective_votes__isnull=True) | Q(effective_votes__gte=compute.min_effective_votes(campaign.overlap)))),
     )
     states = dict(
         Task.objects.filter(campaign=campaign, is_gold=False, consensus__isnull=False)
@@ -111,44 +113,103 @@ def campaign_consensus(campaign: Campaign, *, max_margin: float | None = None,
 
 
 # --------------------------------------------------------------------------
-# Settlement inputs (rewards.quality_inputs can call this)
+# Settlement inputs: what rewards.settlement pays on
 # --------------------------------------------------------------------------
 
+# Gold record per person: the latest this many gold verdicts across every
+# campaign. Gold is the anchor no ring can outvote, so it follows the person
+# (the vetted expert), not the account's epoch in one campaign, where a
+# handful of answers said little and splitting work kept each account under
+# any threshold. 200 answers pin accuracy to about +-0.06 and still let an
+# expert who improves leave old mistakes behind.
+GOLD_WINDOW = 200
 
-# The same fields and meaning as the inputs settlement pays on.
-RaterEpochQuality = ExpertQualityInput
 
+@dataclass(frozen=True)
+class RaterEpochQuality:
+    """One expert's settlement inputs for an epoch of a campaign.
 
-def rater_epoch_quality(*, campaign_id: int, starts_at: datetime, ends_at: datetime) -> list[RaterEpochQuality]:
-    """Per expert with an accepted judgment submitted in ``[starts_at, ends_at)``: settlement's quality inputs.
-
-    Like the placeholder in ``rewards.quality_inputs`` but against the
-    *reliability-weighted* leave-one-out consensus: for each of the epoch's
-    pair directions on a non-gold task, the other raters' votes on that pair
-    (all epochs, voided left out) are summed with their stored vote weights
-    (``RaterQuality.vote_weight``: Dawid-Skene reliability x clipped stake;
-    raters not yet estimated count with the prior), and the direction with
-    more weight is the consensus; an exact tie, or no weighted vote, is no
-    consensus. f_rater / f_consensus are the shares of compared directions
-    saying "the earlier response is better". Ordered by expert id.
+    n counts the epoch's accepted judgments (what is paid for). The agreement
+    figures compare the expert's pair directions with the reliability-weighted
+    leave-one-out consensus over the history window (the epoch and the ones
+    before it that settlement asks for); the gold figures are the person's
+    rolling gold record (``GOLD_WINDOW`` latest verdicts, every campaign).
+    ``weighted_*`` count each comparison by the consensus's certainty, and
+    f_rater / f_consensus are weighted the same way.
     """
+
+    expert_id: int
+    n: int
+    matches: int
+    n_compared: int
+    f_rater: float
+    f_consensus: float
+    gold_correct: int
+    gold_n: int
+    gold_in_epoch: int = 0
+    # The same, each comparison counted by the consensus's certainty (what the maths uses).
+    weighted_matches: float = 0.0
+    weighted_compared: float = 0.0
+
+
+def expert_gold_records(expert_ids: list[int], *, until: datetime, window: int = GOLD_WINDOW,
+                        since: datetime | None = None) -> dict[int, tuple[int, int]]:
+    """expert id -> (correct, answered) over their latest ``window`` gold verdicts submitted before ``until``.
+
+    Voided judgments and gold answers without a verdict do not count. With
+    ``since``, only verdicts submitted from then on count (used for the
+    epoch's own gold count).
+    """
+    if not expert_ids:
+        return {}
+    queryset = Judgment.objects.filter(
+        expert_id__in=expert_ids, is_gold=True, gold_correct__isnull=False, voided=False, submitted_at__lt=until,
+    )
+    if since is not None:
+        queryset = queryset.filter(submitted_at__gte=since)
+        rows = queryset.values("expert_id").annotate(
+            n=Count("id"), right=Count("id", filter=Q(gold_correct=True))).order_by()
+        return {r["expert_id"]: (r["right"], r["n"]) for r in rows}
+    ranked = queryset.annotate(
+        recent=Window(RowNumber(), partition_by=[F("expert_id")], order_by=[F("submitted_at").desc(), F("id").desc()]),
+    ).filter(recent__lte=window).values_list("expert_id", "gold_correct")
+    out: dict[int, list[int]] = {}
+    for expert_id, correct in ranked:
+        record = out.setdefault(expert_id, [0, 0])
+        record[0] += bool(correct)
+        record[1] += 1
+    return {e: (c, n) for e, (c, n) in out.items()}
+
+
+def rater_epoch_quality(*, campaign_id: int, starts_at: datetime, ends_at: datetime,
+                        history_from: datetime | None = None) -> list[RaterEpochQuality]:
+    """Settlement's quality inputs for every expert with an accepted judgment submitted in ``[starts_at, ends_at)``.
+
+    Agreement is measured against the campaign's one quality model, the
+    *reliability-weighted* leave-one-out consensus: for each pair direction
+    the expert gave on a non-gold task in ``[history_from, ends_at)``, the
+    other raters' votes on that pair (all epochs, voided left out) are summed
+    with their stored vote weights (``RaterQuality.vote_weight``: gold-anchored
+    reliability x clipped stake, as the quality job wrote them; raters not
+    yet estimated count with the prior), and the side with more weight is the
+    consensus; an exact tie, or no other vote, is no consensus. f_rater /
+    f_consensus are the shares of compared directions saying "the earlier
+    response is better". Gold is the person's rolling record
+    (``expert_gold_records``). Ordered by expert id.
+    """
+    history_from = history_from if history_from is not None and history_from < starts_at else starts_at
     campaign = Campaign.objects.get(pk=campaign_id)
-    judgments, in_window = loading.load_judgments(campaign.pk, campaign.responses_per_task,
-                                                  window=(starts_at, ends_at))
-    if judgments.size == 0 or not in_window.any():
+    judgments, (in_history, in_epoch) = loading.load_judgments_windows(
+        campaign.pk, campaign.responses_per_task, window=(history_from, ends_at), inner=(starts_at, ends_at),
+    )
+    if judgments.size == 0 or not in_epoch.any():
         return []
-    assert in_window is not None
-    experts = np.unique(judgments.expert_id[in_window])
-    counted = in_window
-    n = np.bincount(np.searchsorted(experts, judgments.expert_id[counted]), minlength=experts.size)
-    on_gold = counted & judgments.is_gold & (judgments.gold_correct >= 0)
-    gold_rows = np.searchsorted(experts, judgments.expert_id[on_gold])
-    gold_n = np.bincount(gold_rows, minlength=experts.size)
-    gold_correct = np.bincount(gold_rows, weights=judgments.gold_correct[on_gold] == 1, minlength=experts.size)
+    experts = np.unique(judgments.expert_id[in_epoch])
+    n = np.bincount(np.searchsorted(experts, judgments.expert_id[in_epoch]), minlength=experts.size)
 
     real = ~judgments.is_gold
     j = judgments.take(real)
-    window_rows = in_window[real]
+    window_rows = in_history[real] & np.isin(j.expert_id, experts)
     direction, _ = compute.pair_directions(j)
     stored = dict(RaterQuality.objects.filter(campaign=campaign).values_list("expert_id", "vote_weight"))
     prior = float(compute.reliability_log_odds(np.array([compute.PRIOR_RELIABILITY]))[0])
@@ -157,7 +218,7 @@ def rater_epoch_quality(*, campaign_id: int, starts_at: datetime, ends_at: datet
     _, task_row = np.unique(j.task_id, return_inverse=True)
     unit = (task_row[:, None] * n_pairs + np.arange(n_pairs)[None, :]).ravel()
     vote = (np.sign(direction) * weight[:, None]).ravel()
-    total = np.bincount(unit, weights=vote)
+    total = np.bincount(unit, weights=vote, minlength=int(task_row.max(initial=-1) + 1) * n_pairs)
     others = total[unit] - vote
     decided = direction.ravel() != 0
     owner = np.repeat(j.expert_id, n_pairs)
@@ -165,16 +226,30 @@ def rater_epoch_quality(*, campaign_id: int, starts_at: datetime, ends_at: datet
     says_earlier = direction.ravel() > 0
     consensus_earlier = others > 0
     rows = np.searchsorted(experts, owner[compared])
-    matches = np.bincount(rows, weights=(says_earlier == consensus_earlier)[compared], minlength=experts.size)
-    n_compared = np.bincount(rows, minlength=experts.size)
-    rater_first = np.bincount(rows, weights=says_earlier[compared], minlength=experts.size)
-    consensus_first = np.bincount(rows, weights=consensus_earlier[compared], minlength=experts.size)
+    # Each comparison counts by how sure the consensus is, 2 sigmoid(|others|) - 1 (the vote weights are
+    # log-odds): matching two light votes (two poor raters, or two accounts of one ring alone on a task) is
+    # weak evidence, matching a settled consensus strong. Integer counts are kept for people to read.
+    sure = (2.0 / (1.0 + np.exp(-np.abs(others[compared])))) - 1.0
+    match = (says_earlier == consensus_earlier)[compared]
+    matches = np.bincount(rows, weights=match * sure, minlength=experts.size)
+    n_compared = np.bincount(rows, weights=sure, minlength=experts.size)
+    matches_count = np.bincount(rows, weights=match, minlength=experts.size)
+    compared_count = np.bincount(rows, minlength=experts.size)
+    rater_first = np.bincount(rows, weights=says_earlier[compared] * sure, minlength=experts.size)
+    consensus_first = np.bincount(rows, weights=consensus_earlier[compared] * sure, minlength=experts.size)
+
+    ids = [int(e) for e in experts.tolist()]
+    gold = expert_gold_records(ids, until=ends_at)
+    gold_now = expert_gold_records(ids, until=ends_at, since=starts_at)
     out = []
-    for r, expert_id in enumerate(experts.tolist()):
-        c = int(n_compared[r])
+    for r, expert_id in enumerate(ids):
+        c = float(n_compared[r])
+        correct, answered = gold.get(expert_id, (0, 0))
         out.append(RaterEpochQuality(
-            expert_id=int(expert_id), n=int(n[r]), matches=int(matches[r]), n_compared=c,
-            f_rater=float(rater_first[r] / c) if c else 0.5, f_consensus=float(consensus_first[r] / c) if c else 0.5,
-            gold_correct=int(gold_correct[r]), gold_n=int(gold_n[r]),
+            expert_id=expert_id, n=int(n[r]), matches=int(matches_count[r]), n_compared=int(compared_count[r]),
+            f_rater=float(rater_first[r] / c) if c > 0 else 0.5,
+            f_consensus=float(consensus_first[r] / c) if c > 0 else 0.5,
+            gold_correct=int(correct), gold_n=int(answered), gold_in_epoch=gold_now.get(expert_id, (0, 0))[1],
+            weighted_matches=float(min(matches[r], c)), weighted_compared=c,
         ))
     return out

@@ -37,7 +37,7 @@ from annotations.services import ServiceError
 logger = logging.getLogger(__name__)
 
 # Bump when the maths changes, so unchanged inputs are recomputed once.
-ALGORITHM_VERSION = 1
+ALGORITHM_VERSION = 2
 # Consensus rows written per transaction.
 WRITE_BATCH = 10_000
 # Copied rationales are the slow signal (~1 s per 100k rationales), so each
@@ -55,7 +55,12 @@ RATIONALE_SLACK = timedelta(minutes=10)
 
 
 def tasks_adapt_overlap(*, campaign: Campaign, task_ids: list[int] | None = None) -> dict[str, int]:
-    """Complete tasks whose consensus margin is under the campaign's minimum get another rater, or go to review.
+    """Complete tasks whose consensus is not settled get another rater, or go to review.
+
+    Not settled: the margin is under the campaign's minimum, or some pair has
+    fewer effective votes than ``compute.min_effective_votes`` (two with the
+    default overlap: one reliable rater against two poor ones is one opinion,
+    not a consensus).
 
     Below ``max_overlap`` the task's ``target_overlap`` rises by one and it
     opens again; at ``max_overlap`` it waits for a moderator (REVIEW). Each
@@ -64,8 +69,9 @@ def tasks_adapt_overlap(*, campaign: Campaign, task_ids: list[int] | None = None
     it once: the second finds it no longer complete.
     """
     disagreeing = Task.objects.filter(
+        Q(consensus__margin__lt=campaign.consensus_min_margin)
+        | Q(consensus__effective_votes__lt=compute.min_effective_votes(campaign.overlap)),
         campaign=campaign, is_gold=False, state=Task.State.COMPLETE, judgment_count__gte=F("target_overlap"),
-        consensus__margin__lt=campaign.consensus_min_margin,
     )
     if task_ids is not None:
         disagreeing = disagreeing.filter(id__in=task_ids)

@@ -23,13 +23,14 @@ from annotations.quality.compute import CampaignQuality, TaskConsensusRows
 
 
 def _changed(old: tuple, new: dict, tokens: int | None) -> bool:
-    _, ranks, _margin, n_raters, _, pairs, old_tokens = old
-    if ranks != new["ranks"] or n_raters != new["n_raters"] or pairs != new["pairs"]:
+    _, ranks, _margin, n_raters, _, pairs, old_tokens, effective = old
+    if ranks != new["ranks"] or n_raters != new["n_raters"] or pairs != new["pairs"] \
+            or effective != new["effective_votes"]:
         return True
     return old_tokens is None and tokens is not None
 
 
-_CONSENSUS_FIELDS = ["ranks", "pairs", "margin", "n_raters", "method", "last_judgment_id", "version", "tokens",
+_CONSENSUS_FIELDS = ["ranks", "pairs", "margin", "n_raters", "effective_votes", "method", "last_judgment_id", "version", "tokens",
                      "computed_at"]
 
 
@@ -42,7 +43,7 @@ def consensus_batch_write(campaign_id: int, rows: TaskConsensusRows, batch: rang
     existing = {
         row[0]: row for row in TaskConsensus.objects.select_for_update().filter(
             task_id__in=[r["task_id"] for r in records]).values_list(
-            "task_id", "ranks", "margin", "n_raters", "last_judgment_id", "pairs", "tokens",
+            "task_id", "ranks", "margin", "n_raters", "last_judgment_id", "pairs", "tokens", "effective_votes",
         )
     }
     create, update = [], []
@@ -94,12 +95,13 @@ def _json(value) -> str:
     return orjson.dumps(value).decode()
 
 
-_CONSENSUS_COLUMNS = ["task_id", "campaign_id", "ranks", "pairs", "margin", "n_raters", "method", "version",
-                      "last_judgment_id", "tokens", "computed_at"]
+_CONSENSUS_COLUMNS = ["task_id", "campaign_id", "ranks", "pairs", "margin", "n_raters", "effective_votes", "method",
+                      "version", "last_judgment_id", "tokens", "computed_at"]
 # An older computation never overwrites a newer one, and an unchanged row is left alone.
 _CONSENSUS_WHERE = """
 WHERE c.last_judgment_id <= EXCLUDED.last_judgment_id
   AND (c.ranks <> EXCLUDED.ranks OR c.pairs <> EXCLUDED.pairs OR c.n_raters <> EXCLUDED.n_raters
+       OR c.effective_votes IS DISTINCT FROM EXCLUDED.effective_votes
        OR (c.tokens IS NULL AND EXCLUDED.tokens IS NOT NULL))
 """
 
@@ -108,8 +110,8 @@ def _upsert_consensus_postgres(campaign_id: int, rows: TaskConsensusRows, batch:
                                tokens: dict[int, int], now: datetime) -> int:
     """The generic path's rule in one statement per batch."""
     records = (
-        (v["task_id"], campaign_id, _json(v["ranks"]), _json(v["pairs"]), v["margin"], v["n_raters"], v["method"],
-         version, v["last_judgment_id"], tokens.get(v["task_id"]), now)
+        (v["task_id"], campaign_id, _json(v["ranks"]), _json(v["pairs"]), v["margin"], v["n_raters"],
+         v["effective_votes"], v["method"], version, v["last_judgment_id"], tokens.get(v["task_id"]), now)
         for v in rows.records(batch)
     )
     update = [c for c in _CONSENSUS_COLUMNS if c not in ("task_id", "campaign_id")]
@@ -146,7 +148,7 @@ def rater_rows(campaign: Campaign, result: CampaignQuality, version: int, now: d
     def per_rater(sig, *names):
         return {int(r): tuple(getattr(sig, n)[i] for n in names) for i, r in enumerate(sig.rater.tolist())}
 
-    gold = per_rater(result.gold, "n", "accuracy", "lower_bound", "flagged")
+    gold = per_rater(result.gold, "n", "accuracy", "lower_bound", "flagged", "upper_bound")
     position = per_rater(result.position, "n", "p_first", "z", "p_value", "flagged")
     speed = per_rater(result.speed, "n", "median_z", "flagged")
     outside = per_rater(result.outside, "n", "share", "flagged")
@@ -166,8 +168,9 @@ def rater_rows(campaign: Campaign, result: CampaignQuality, version: int, now: d
     for r, expert_id in enumerate(int(e) for e in result.expert_id):
         evidence: dict[str, dict] = {}
         if expert_id in gold:
-            n, acc, bound, flagged = gold[expert_id]
-            evidence["gold"] = {"statistic": "wilson_lower_bound", "value": _f(bound), "accuracy": _f(acc),
+            n, acc, bound, flagged, upper = gold[expert_id]
+            evidence["gold"] = {"statistic": "wilson_upper_bound", "value": _f(upper), "lower_bound": _f(bound),
+                                "accuracy": _f(acc),
                                 "threshold": campaign.gold_bar, "n": int(n), "min_n": compute.GOLD_MIN_N,
                                 "flagged": bool(flagged)}
         if expert_id in position:

@@ -167,11 +167,26 @@ DATADAO_UNBONDING_DAYS = env.int("DATADAO_UNBONDING_DAYS", default=7)
 # Smallest bonded stake an expert may hold (an unbond leaves 0 or at least this); base units.
 DATADAO_MIN_STAKE = env.int("DATADAO_MIN_STAKE", default=10**DATADAO_TOKEN_DECIMALS)
 DATADAO_EPOCH_DAYS = env.int("DATADAO_EPOCH_DAYS", default=7)
+# Settlement judges an expert's agreement over their epoch and this many epochs before it, so one noisy
+# epoch does not zero a long honest record (pay still counts only the epoch's own judgments).
+DATADAO_QUALITY_HISTORY_EPOCHS = env.int("DATADAO_QUALITY_HISTORY_EPOCHS", default=1)
 # Payouts committed per database transaction while settling an epoch.
 DATADAO_SETTLEMENT_CHUNK = env.int("DATADAO_SETTLEMENT_CHUNK", default=2000)
 # Secret for pseudonymous per-campaign rater handles shown to labs.
 DATADAO_HANDLE_SECRET = env.str("DATADAO_HANDLE_SECRET", default=SECRET_KEY)
 DATADAO_LEASE_MINUTES = env.int("DATADAO_LEASE_MINUTES", default=20)
+# A Next leases a task drawn at random from this many most-needed ones (closest
+# to completion first). Handing out the single most-needed task lets accounts of
+# a ring that press Next one after another land on the same task and outvote its
+# honest raters; among 32, two such presses share a task about 1 time in 32,
+# while tasks still finish roughly in order. 1 restores the strict order.
+DATADAO_ASSIGN_WINDOW = env.int("DATADAO_ASSIGN_WINDOW", default=32)
+# Gold is the anchor no ring can outvote, so a new account must show ground
+# truth early: an expert with fewer than DATADAO_NEW_EXPERT_GOLD_ANSWERS scored
+# gold answers (all campaigns, voided ones left out), or flagged in the campaign,
+# gets gold at least this often (a campaign without gold keeps none).
+DATADAO_NEW_EXPERT_GOLD_RATE = env.float("DATADAO_NEW_EXPERT_GOLD_RATE", default=0.3)
+DATADAO_NEW_EXPERT_GOLD_ANSWERS = env.int("DATADAO_NEW_EXPERT_GOLD_ANSWERS", default=10)
 # Qualification: gold items per test, share right to pass, wait before a retry.
 DATADAO_QUALIFICATION_ITEMS = env.int("DATADAO_QUALIFICATION_ITEMS", default=5)
 DATADAO_QUALIFICATION_PASS_MARK = env.float("DATADAO_QUALIFICATION_PASS_MARK", default=0.8)

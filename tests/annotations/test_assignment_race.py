@@ -82,7 +82,8 @@ def test_fifty_experts_exhaust_a_campaign_without_overfilling_or_repeats():
 
 
 def test_the_claim_walks_the_assignment_index_instead_of_scanning_the_campaign():
-    """No sort, no sequential scan: the claim's cost does not grow with the campaign."""
+    """No sequential scan and no sort of the campaign (only of the window drawn from): the claim's cost does not
+    grow with the campaign."""
     from django.utils import timezone
 
     from annotations.models import Response
@@ -99,13 +100,17 @@ def test_the_claim_walks_the_assignment_index_instead_of_scanning_the_campaign()
         cursor.execute("ANALYZE annotations_assignment")
         for gold in (False, True):
             now = timezone.now()
-            cursor.execute("EXPLAIN " + svc._claim_sql(gold=gold), {
+            cursor.execute("EXPLAIN " + svc._claim_sql(gold=gold, window=32), {
                 "campaign": campaign.pk, "expert": expert.pk, "gold": gold, "open": "open", "leased": "leased",
-                "order": "[0, 1]", "now": now, "expires": now,
+                "order": "[0, 1]", "now": now, "expires": now, "salt": "0.5",
             })
             plan = "\n".join(row[0] for row in cursor.fetchall())
             assert "task_assign_idx" in plan, plan
-            assert "Seq Scan on annotations_task" not in plan and "Sort" not in plan, plan
+            assert "Seq Scan on annotations_task" not in plan, plan
+            # The one sort is the random draw among the window's rows (at most 32), never the campaign.
+            sorts = [line for line in plan.splitlines() if "Sort Key:" in line]
+            assert len(sorts) == 1 and "md5" in sorts[0], plan
+            assert "Limit  (cost" in plan and "rows=32 " in plan, plan
 
 
 def test_a_judgment_sent_eight_times_at_once_is_recorded_once():

@@ -48,11 +48,15 @@ def staked_expert(amount: int = 10 * TOKEN):
     return expert
 
 
-def settled_campaign(experts, *, tasks: int = 4, reward: int = TOKEN):
+# Enough work per expert for pay: settlement judges quality on its lower confidence bound.
+SETTLED_TASKS = 40
+
+
+def settled_campaign(experts, *, tasks: int = SETTLED_TASKS, reward: int = TOKEN):
     """A funded campaign whose experts all ranked the same tasks the same way, settled."""
     campaign = factories.CampaignFactory(reward_per_judgment=reward)
-    factories.lab_deposit(campaign.lab, 100 * TOKEN)
-    services.campaign_fund(campaign=campaign, amount=100 * TOKEN, actor=None)
+    factories.lab_deposit(campaign.lab, 200 * TOKEN)
+    services.campaign_fund(campaign=campaign, amount=200 * TOKEN, actor=None)
     at = timezone.now() - timedelta(days=3)
     task_rows = [factories.TaskFactory(campaign=campaign) for _ in range(tasks)]
     # Alternating answers that everyone agrees on: chance-corrected agreement well above q_min.
@@ -173,7 +177,7 @@ def test_voiding_after_settlement_claws_back_and_overturning_pays_it_back(modera
     campaign, tasks, judgments = settled_campaign([a, b])
     paid = available(a)
     assert paid > 0
-    per_judgment = paid // 4
+    per_judgment = paid // SETTLED_TASKS
     judgment = judgments[a.pk][0]
 
     assert disputes.judgment_void(judgment=judgment, moderator=moderator, reason="rationale copied from elsewhere")
@@ -281,7 +285,7 @@ def test_a_lab_disputes_by_handle_and_an_overturn_voids_claws_back_and_slashes(m
     disputes.dispute_resolve(dispute=dispute, moderator=moderator, resolution="overturned", reason=REASON,
                              fraud_slash=True)
 
-    share = paid // 4
+    share = paid // SETTLED_TASKS
     assert Judgment.objects.get(pk=judgments[a.pk][1].pk).voided
     assert available(a) == paid - share
     assert ledger.escrow_account(campaign).balance == escrow_before + share
@@ -472,4 +476,72 @@ def test_a_disputes_money_moves_carry_the_dispute_in_their_keys(moderator):
     disputes.dispute_resolve(dispute=dispute, moderator=moderator, resolution="overturned", reason=REASON)
     new = set(LedgerTransaction.objects.values_list("idempotency_key", flat=True)) - before
     assert new and all(key.startswith(f"dispute:{dispute.pk}:") for key in new)
+    assert ledger_differences() == []
+
+
+# --------------------------------------------------------------------------
+# Claw-backs on closed campaigns and of rewards sent to an on-chain claim
+# --------------------------------------------------------------------------
+
+
+def _open_lab_dispute(campaign, tasks, expert):
+    member = factories.lab_member(campaign.lab)
+    dispute, _ = disputes.dispute_open_lab(user=member, campaign_id=campaign.pk, task_external_id=tasks[0].external_id,
+                                           rater=rater_handle(campaign.pk, expert.pk), statement=STATEMENT)
+    return dispute
+
+
+def test_a_claw_back_on_a_closed_settled_campaign_goes_back_to_the_lab_once(moderator):
+    from annotations.services import campaign_transition
+
+    a, b = factories.ExpertFactory(), factories.ExpertFactory()
+    campaign, tasks, _ = settled_campaign([a, b])
+    campaign_transition(campaign=campaign, action="close")  # every epoch settled: the unspent escrow is refunded
+    escrow, lab = ledger.escrow_account(campaign), ledger.lab_account(campaign.lab)
+    escrow.refresh_from_db()
+    assert escrow.balance == 0
+    paid, lab_before = available(a), lab.balance
+    dispute = _open_lab_dispute(campaign, tasks, a)
+
+    resolved = disputes.dispute_resolve(dispute=dispute, moderator=moderator, resolution="overturned", reason=REASON)
+    count = LedgerTransaction.objects.count()
+    disputes.dispute_resolve(dispute=dispute, moderator=moderator, resolution="overturned", reason=REASON)
+
+    share = paid // SETTLED_TASKS
+    escrow.refresh_from_db()
+    lab.refresh_from_db()
+    assert resolved.outcome["clawed_back"] == share > 0
+    assert available(a) == paid - share
+    assert lab.balance == lab_before + share  # the lab gets back what its expert's reward was
+    assert escrow.balance == 0  # nothing is stranded in a closed campaign's escrow
+    assert LedgerTransaction.objects.count() == count  # resolving again moves nothing
+    assert LedgerTransaction.objects.filter(kind=LedgerTransaction.Kind.REFUND, campaign=campaign).count() == 2
+    assert ledger_differences() == []
+
+
+def test_a_reward_sent_to_an_on_chain_claim_is_not_taken_from_the_experts_deposit(moderator):
+    from rewards.models import EpochReward
+
+    a, b = factories.ExpertFactory(wallet_address=factories.wallet("claims")), factories.ExpertFactory()
+    campaign, tasks, _ = settled_campaign([a, b])
+    reward = EpochReward.objects.get(expert=a, epoch__campaign=campaign)
+    assert reward.wallet_address and reward.amount > 0 and available(a) == 0  # the reward went to the claim
+    factories.expert_deposit(a, 5 * TOKEN)  # the expert's own tokens
+    escrow_before = ledger.escrow_account(campaign).balance
+
+    resolved = disputes.dispute_resolve(dispute=_open_lab_dispute(campaign, tasks, a), moderator=moderator,
+                                        resolution="overturned", reason=REASON)
+
+    assert available(a) == 5 * TOKEN
+    assert resolved.outcome["clawed_back"] == 0
+    assert resolved.outcome["not_recovered"] == reward.amount // reward.judgments
+    assert ledger.escrow_account(campaign).balance == escrow_before
+    assert Judgment.objects.get(task=tasks[0], expert=a).voided
+
+    # An expert paid in-platform is clawed back as before.
+    paid_b = available(b)
+    resolved = disputes.dispute_resolve(dispute=_open_lab_dispute(campaign, tasks, b), moderator=moderator,
+                                        resolution="overturned", reason=REASON)
+    assert resolved.outcome["clawed_back"] == paid_b // SETTLED_TASKS > 0 and "not_recovered" not in resolved.outcome
+    assert available(b) == paid_b - paid_b // SETTLED_TASKS
     assert ledger_differences() == []

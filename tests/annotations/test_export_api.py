@@ -47,6 +47,7 @@ def test_request_answers_202_and_the_job_builds_the_export(lab_client, data, dja
     assert status["rows"] == {"train": export.rows_train, "test": export.rows_test}
     assert status["sha256"] == {"train": export.sha256_train, "test": export.sha256_test, "card": export.sha256_card}
     assert status["params"]["min_margin"] == 0.6 and "tokenizer_path" not in status["params"]
+    assert status["params"]["min_raters"] == 2
     assert status["files"]["bundle"].endswith(f"/api/v1/exports/{export.pk}/download?bundle=zip")
     assert export.requested_by is not None
 
@@ -66,6 +67,8 @@ def test_list_is_paginated_newest_first(lab_client, data, django_capture_on_comm
     ({"format": "trl_preference", "tokenizer": "/etc"}, "tokenizer", "unknown tokenizer"),
     ({"format": "trl_preference", "test_fraction": 0.6}, "test_fraction", ""),
     ({"format": "trl_preference", "min_margin": 1.5}, "min_margin", ""),
+    ({"format": "trl_preference", "min_raters": 0}, "min_raters", "1"),
+    ({"format": "ranking", "min_raters": 2.5}, "min_raters", ""),
     ({"format": "trl_preference", "file_format": "csv"}, "file_format", ""),
 ])
 def test_bad_requests_are_refused_with_the_field_named(lab_client, data, body, field, says):

@@ -99,6 +99,56 @@ def test_each_filter_can_be_relaxed(data, params, appears):
         assert all(r["is_gold"] is False for r in relaxed if r["external_id"] != "gold-0")
 
 
+def test_a_single_raters_judgment_is_not_exported_as_a_consensus(lab):
+    from annotations.quality import services as quality_services
+
+    campaign = factories.open_campaign(lab=lab, overlap=3)
+    alone, agreed = factories.tasks_bulk(campaign, 2)
+    experts = [factories.ExpertFactory() for _ in range(3)]
+    rng = np.random.default_rng(1)
+    factories.judgments_bulk([
+        {"task": task, "expert": expert, "ranks": [1, 2], "strength": -3, "rationale": rationale(rng)}
+        for task, judges in ((alone, experts[:1]), (agreed, experts)) for expert in judges])
+    quality_services.campaign_quality_compute(campaign_id=campaign.pk)
+    consensus = {c.task_id: c for c in TaskConsensus.objects.filter(campaign=campaign)}
+    # One rater's vote is unanimous: its margin clears any minimum margin.
+    assert (consensus[alone.pk].n_raters, consensus[agreed.pk].n_raters) == (1, 3)
+    assert consensus[alone.pk].margin >= campaign.consensus_min_margin
+
+    export = build(campaign, format=formats.TRL_PREFERENCE)
+    assert [r["external_id"] for r in read_jsonl(export)] == [agreed.external_id]
+    assert export.params["min_raters"] == services.DEFAULT_MIN_RATERS == 2
+    assert export.stats["counts"] == {formats.DROP_RATERS: 1}
+    assert "| `min_raters` | 2 |" in export.card and f"| {formats.DROP_RATERS} | 1 |" in export.card
+    relaxed = build(campaign, format=formats.TRL_PREFERENCE, min_raters=1)
+    assert [(r["external_id"], r["n_raters"]) for r in read_jsonl(relaxed)] == [
+        (alone.external_id, 1), (agreed.external_id, 3)]
+    ranking = build(campaign, format=formats.RANKING)
+    assert ranking.rows_train == 1 and ranking.stats["counts"] == {formats.DROP_RATERS: 1}
+
+
+def test_min_raters_is_a_whole_number_of_at_least_one(data):
+    from annotations.services import ServiceError
+
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ServiceError) as refused:
+            services.export_request(campaign=data.campaign, user=None, format=formats.TRL_PREFERENCE, min_raters=bad)
+        assert refused.value.field == "min_raters"
+    assert not Export.objects.exists()
+
+
+def test_judgment_formats_apply_min_raters_only_when_asked_to(data):
+    default = build(data.campaign, format=formats.JUDGMENTS)
+    assert default.params["min_raters"] is None
+    assert "no-consensus" in {r["external_id"] for r in read_jsonl(default)}
+    # Every consensus of the scenario counted 3 raters; the task without one has none to count.
+    export = build(data.campaign, format=formats.JUDGMENTS, min_raters=3)
+    kept = {r["external_id"] for r in read_jsonl(export)}
+    assert kept == {r["external_id"] for r in read_jsonl(default)} - {"no-consensus"}
+    assert export.stats["counts"][formats.DROP_RATERS] == 1
+    assert build(data.campaign, format=formats.ATTRIBUTES, min_raters=4).rows_train == 0
+
+
 def test_min_rater_quality_leaves_out_judgments_and_tasks_of_weaker_raters(data):
     good = rater_handle(data.campaign.pk, data.experts["good"].pk)
     judged = read_jsonl(build(data.campaign, format=formats.JUDGMENTS, min_rater_quality=0.7))
@@ -415,22 +465,42 @@ def test_the_one_pass_k2_path_writes_the_same_bytes_as_the_general_path(data, fm
         assert export.stats["counts"] == general.stats["counts"]
 
 
+# Consensus raters of some awkward tasks (the others counted 3, or 5 at margin 1.0): single-rater tasks that
+# every route of the database's query would otherwise decide (a line, Python, a lower margin, an excluded rater).
+AWKWARD_RATERS = {"plain": 1, "same-prompt": 1, "odd-ranks": 1, "low-margin": 1, "flagged-rater": 1, "chat": 1,
+                  "unicode": 2, "tie": 2, "case-space-duplicate": 2, "margin-0": 2, "escapes": 2}
+
+
+def _awkward_campaign_of_few_raters(lab, agreement):
+    campaign = awkward_campaign(lab, agreement=agreement)
+    for external_id, n_raters in AWKWARD_RATERS.items():
+        TaskConsensus.objects.filter(task__campaign=campaign, task__external_id=external_id).update(n_raters=n_raters)
+    return campaign
+
+
 @pytest.mark.parametrize("fmt", [formats.TRL_PREFERENCE, formats.REWARD_PAIRS])
 @pytest.mark.parametrize("agreement", [None, 0.7123456789])
 @pytest.mark.parametrize("params", [
     {}, {"min_margin": 0.0, "drop_ties": False, "drop_near_duplicates": False},
     {"min_margin": 0.0, "test_fraction": 0.3}, {"exclude_flagged_raters": False, "test_fraction": 0.3},
+    {"min_raters": 1, "min_margin": 0.0, "drop_ties": False}, {"min_raters": 1, "test_fraction": 0.3},
+    {"min_raters": 3, "min_margin": 0.0, "drop_near_duplicates": False, "test_fraction": 0.3},
 ])
 def test_awkward_text_numbers_and_filters_give_the_same_bytes_on_every_path(lab, fmt, agreement, params,
                                                                             monkeypatch):
-    campaign = awkward_campaign(lab, agreement=agreement)
+    campaign = _awkward_campaign_of_few_raters(lab, agreement)
     fast = build(campaign, format=fmt, **params)  # on PostgreSQL the database writes the lines
+    with monkeypatch.context() as python_lines:
+        python_lines.setattr(services._Build, "_sql_renders", lambda self: False)
+        one_pass = build(campaign, format=fmt, **params)
     monkeypatch.setattr(services._Build, "_fast_k2", lambda self: False)
     general = build(campaign, format=fmt, **params)
     assert general.rows_train > 0 and (general.rows_test > 0) == ("test_fraction" in params)
-    assert (fast.sha256_train, fast.sha256_test) == (general.sha256_train, general.sha256_test)
-    assert fast.stats["counts"] == general.stats["counts"]
-    assert export_path(fast).read_bytes() == export_path(general).read_bytes()
+    assert (formats.DROP_RATERS in general.stats["counts"]) == (params.get("min_raters", 2) > 1)
+    for export in (fast, one_pass):
+        assert (export.sha256_train, export.sha256_test) == (general.sha256_train, general.sha256_test)
+        assert export.stats["counts"] == general.stats["counts"]
+        assert export_path(export).read_bytes() == export_path(general).read_bytes()
 
 
 def test_the_awkward_campaign_exercises_every_filter(lab):
@@ -443,6 +513,12 @@ def test_the_awkward_campaign_exercises_every_filter(lab):
     rows = [json.loads(line) for line in raw.split(b"\n")[:-1]]  # not str.splitlines: it splits at U+2028
     kept = {r["external_id"] for r in rows}
     assert {"same-first-letter", "odd-ranks", "chat", "voided-flagged-rater", 'external "id" ü\\'} <= kept
+    # With the raters of the test above, each number of raters decides something on its own.
+    campaign = _awkward_campaign_of_few_raters(lab, 0.5)
+    counts = [build(campaign, format=formats.REWARD_PAIRS, min_raters=n, min_margin=0.0).stats["counts"]
+              for n in (1, 2, 3)]
+    assert [c.get(formats.DROP_RATERS, 0) for c in counts] == [0, 5, 10]  # flagged-rater goes as excluded first
+    assert [c.get("tie", 0) for c in counts] == [1, 1, 0]
     escapes = next(r for r in rows if r["external_id"] == "escapes")
     assert escapes["chosen"] == "tab\there\r\nx\x1f\x08\x0c" and escapes["margin"] == 0.5
     assert "答え\u2028next\u2029end".encode() in raw and b'"margin":1.0,' in raw

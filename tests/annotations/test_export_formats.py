@@ -76,6 +76,22 @@ def test_gold_tasks_are_exported_from_their_answer_key():
         "answer 1", "answer 0", 1.0, None, True)
 
 
+def test_too_few_raters_rule_out_every_pair_of_the_task_before_its_margins_do():
+    task = _task([2, 1, 3], _pairs3(0.9, 0.5, 0.8), margin=0.5)
+    task.n_raters = 1
+    dropped = Counter()
+    opts = Options(format=formats.TRL_PREFERENCE, min_margin=0.6, min_raters=2)
+    assert formats.task_pairs(task, opts, dropped) == [] and dropped == {formats.DROP_RATERS: 3}
+    ranking = Options(format=formats.RANKING, min_margin=0.6, min_raters=2)
+    dropped.clear()
+    assert formats.ranking_row(task, ranking, dropped) is None and dropped == {formats.DROP_RATERS: 1}
+    assert len(formats.task_pairs(task, Options(format=formats.TRL_PREFERENCE, min_raters=1), Counter())) == 3
+    gold = _task(None, None, gold=[2, 1], k=2)
+    gold.n_raters = 0  # an answer key counts no raters and needs none
+    opts = Options(format=formats.TRL_PREFERENCE, min_raters=2, include_gold=True)
+    assert len(formats.task_pairs(gold, opts, Counter())) == 1
+
+
 def test_conversational_rows_hold_message_lists_and_keep_only_role_and_content():
     prompt = [{"role": "system", "content": "Be careful.", "name": "sys"}, {"role": "user", "content": "Dose?"}]
     task = _task([1, 2], [{"i": 0, "j": 1, "p": 1.0, "margin": 1.0}], margin=1.0, prompt=prompt)

@@ -1,8 +1,11 @@
 """Consensus and adaptive overlap: stored consensus on a crowd with a known truth, the hook, idempotency."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 import numpy as np
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from annotations.models import Assignment, QualityReport, RaterQuality, Task, TaskConsensus
@@ -340,3 +343,81 @@ def test_an_overturned_gold_verdict_refreshes_the_raters_figures_without_new_jud
     second = services.campaign_quality_compute(campaign_id=campaign.pk)
     assert second.version == first.version + 1
     assert RaterQuality.objects.get(campaign=campaign, expert=experts[0]).gold_accuracy == pytest.approx(1.0)
+
+
+# --------------------------------------------------------------------------
+# Robust to one rater, and to a ring that makes up most raters
+# --------------------------------------------------------------------------
+
+
+def test_one_reliable_rater_against_two_poor_ones_is_not_a_settled_consensus():
+    """Poor raters' votes still count (no weight drops to zero from one estimate), and a task whose consensus
+    rests on one heavy vote has under two effective votes: it gets another rater instead of counting as done."""
+    campaign = factories.open_campaign(overlap=3, max_overlap=5)
+    tasks = factories.tasks_bulk(campaign, 40)
+    gold = factories.tasks_bulk(campaign, 20, prefix="gold", gold=[1, 2])
+    good, poor1, poor2 = (factories.ExpertFactory() for _ in range(3))
+    rng = np.random.default_rng(3)
+    rows = []
+    for g in gold:  # the good rater is right on gold, the poor ones at chance
+        rows.append({"task": g, "expert": good, "ranks": [1, 2], "gold_correct": True})
+        for e in (poor1, poor2):
+            right = bool(rng.random() < 0.5)
+            rows.append({"task": g, "expert": e, "ranks": [1, 2] if right else [2, 1], "gold_correct": right})
+    for task in tasks[:-1]:
+        for e in (good, poor1, poor2):
+            rows.append({"task": task, "expert": e, "ranks": [1, 2] if rng.random() < 0.5 else [2, 1]})
+    last = tasks[-1]  # the good rater against both poor ones
+    rows += [{"task": last, "expert": good, "ranks": [1, 2]},
+             {"task": last, "expert": poor1, "ranks": [2, 1]}, {"task": last, "expert": poor2, "ranks": [2, 1]}]
+    factories.judgments_bulk(rows)
+
+    services.campaign_quality_compute(campaign_id=campaign.pk)
+
+    weight = dict(RaterQuality.objects.filter(campaign=campaign).values_list("expert_id", "vote_weight"))
+    assert 0 < weight[poor1.pk] < weight[good.pk] / 2 and weight[poor2.pk] > 0
+    consensus = TaskConsensus.objects.get(task=last)
+    assert consensus.margin < 1.0  # the two opposite votes are visible in the margin
+    assert consensus.effective_votes < 2
+    last.refresh_from_db()
+    assert (last.state, last.target_overlap) == (Task.State.OPEN, 4)  # another rater is sought
+
+
+def test_a_ring_that_makes_up_most_raters_does_not_capture_the_consensus():
+    """Twelve accounts answering by one rule (not reading) among eight honest raters: gold anchors the vote
+    weights, so the consensus follows the honest raters and the ring's agreement with it stays at chance."""
+    campaign = factories.open_campaign(overlap=3, max_overlap=3)
+    rng = np.random.default_rng(11)
+    tasks = factories.tasks_bulk(campaign, 240)
+    gold = factories.tasks_bulk(campaign, 30, prefix="gold", gold=[1, 2])
+    truth = rng.integers(0, 2, len(tasks))
+    rule = rng.integers(0, 2, len(tasks))  # the ring's shared answer, unrelated to the truth
+    gold_rule = rng.integers(0, 2, len(gold))
+    honest = [factories.ExpertFactory() for _ in range(8)]
+    ring = [factories.ExpertFactory() for _ in range(12)]
+    everyone = honest + ring
+    rows = []
+    for g, task in enumerate(gold):
+        for e in everyone:
+            right = bool(gold_rule[g] == 0) if e in ring else bool(rng.random() < 0.8)
+            if rng.random() < 0.4:
+                rows.append({"task": task, "expert": e, "ranks": [1, 2] if right else [2, 1], "gold_correct": right})
+    for t, task in enumerate(tasks):
+        for e in rng.choice(len(everyone), 3, replace=False).tolist():
+            says = int(rule[t]) if everyone[e] in ring else (int(truth[t]) if rng.random() < 0.8 else 1 - int(truth[t]))
+            rows.append({"task": task, "expert": everyone[e], "ranks": [2, 1] if says else [1, 2]})
+    factories.judgments_bulk(rows)
+
+    services.campaign_quality_compute(campaign_id=campaign.pk)
+
+    weight = dict(RaterQuality.objects.filter(campaign=campaign).values_list("expert_id", "vote_weight"))
+    assert np.median([weight[e.pk] for e in ring]) < np.median([weight[e.pk] for e in honest]) / 2
+    stored = dict(TaskConsensus.objects.filter(campaign=campaign).values_list("task_id", "ranks"))
+    right = np.mean([(stored[task.pk] == [2, 1]) == bool(truth[t]) for t, task in enumerate(tasks)])
+    assert right > 0.7  # a plain majority follows the ring on most tasks (about 0.6 right here)
+    now = timezone.now()
+    inputs = {i.expert_id: i for i in rater_epoch_quality(
+        campaign_id=campaign.pk, starts_at=now - timedelta(days=30), ends_at=now + timedelta(days=1))}
+    ring_agreement = np.mean([inputs[e.pk].weighted_matches / inputs[e.pk].weighted_compared for e in ring])
+    honest_agreement = np.mean([inputs[e.pk].weighted_matches / inputs[e.pk].weighted_compared for e in honest])
+    assert ring_agreement < 0.65 < honest_agreement

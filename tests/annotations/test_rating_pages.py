@@ -220,10 +220,10 @@ def test_rating_page_shows_settled_earnings_in_this_campaign(expert_browser, ope
     open_campaign.reward_per_judgment = token
     open_campaign.save()
     peers = [factories.ExpertFactory() for _ in range(2)]
-    factories.lab_deposit(open_campaign.lab, 50 * token)
-    services.campaign_fund(campaign=open_campaign, amount=50 * token, actor=None)
+    factories.lab_deposit(open_campaign.lab, 200 * token)
+    services.campaign_fund(campaign=open_campaign, amount=200 * token, actor=None)
     at = timezone.now() - timedelta(days=2)
-    for k in range(3):
+    for k in range(40):  # enough work for pay: quality is judged on its lower confidence bound
         task = factories.TaskFactory(campaign=open_campaign)
         for e in [expert, *peers]:
             factories.rated_judgment(task=task, expert=e, ranks=[1, 2] if k % 2 else [2, 1], submitted_at=at)
@@ -231,4 +231,4 @@ def test_rating_page_shows_settled_earnings_in_this_campaign(expert_browser, ope
     settlement.epoch_settle(epoch_id=factories.EpochFactory(campaign=open_campaign, index=0).pk)
     after = expert_browser.get(rate_url(open_campaign)).content.decode()
     assert re.search(r'id="earnings">0\.00 DDF<', before)
-    assert re.search(r'id="earnings">3\.00 DDF<', after)
+    assert re.search(r'id="earnings">40\.00 DDF<', after)

@@ -197,15 +197,19 @@ class TestOutsideExpertise:
 
 
 class TestGoldAccuracy:
-    def test_lower_bound_below_the_bar_flags_only_with_enough_gold(self):
+    def test_clearly_below_the_bar_flags_only_with_enough_gold(self):
         rater = np.r_[np.full(30, 0), np.full(19, 1), np.full(40, 2)]
         correct = np.r_[np.arange(30) < 12, np.arange(19) < 5, np.arange(40) < 38]
         got = gold_accuracy(rater, correct, bar=0.6)
         assert got.accuracy.tolist() == pytest.approx([0.4, 5 / 19, 0.95])
         assert got.flagged.tolist() == [True, False, False]
 
-    def test_the_bound_not_the_observed_share_is_held_to_the_bar(self):
-        # 13/20 = 0.65 observed, but the Wilson bound is ~0.43: below a 0.6 bar.
+    def test_an_honest_record_is_not_flagged_for_a_wide_interval(self):
+        # 13/20 = 0.65 observed: the lower bound ~0.43 is under a 0.6 bar, but the upper bound ~0.82 is not, so
+        # the record is not *clearly* below the bar (the rule that slashes must spare honest experts).
         got = gold_accuracy(np.zeros(20, int), np.arange(20) < 13, bar=0.6)
         assert got.lower_bound[0] == pytest.approx(0.4329, abs=1e-3)
-        assert got.flagged[0]
+        assert got.upper_bound[0] == pytest.approx(0.8188, abs=1e-3)
+        assert not got.flagged[0]
+        # 40% over 60 answers is clearly below.
+        assert gold_accuracy(np.zeros(60, int), np.arange(60) < 24, bar=0.6).flagged[0]

@@ -12,7 +12,6 @@ from annotations.services import ServiceError, campaign_transition
 from rewards import ledger, services, settlement
 from rewards.merkle import verify_claim
 from rewards.models import Account, Epoch, EpochClaim, EpochReward, LedgerTransaction, Slash
-from rewards.quality_inputs import epoch_quality_inputs
 from rewards.selectors import expert_balances, ledger_differences
 from rewards.tasks import epochs_roll, settle_epoch
 from tests import factories
@@ -65,20 +64,25 @@ def contrarian():
 
 
 def test_budget_is_split_by_quality_and_dust_goes_to_the_treasury(honest, contrarian):
-    # 40 judgments x 1.000001 tokens; three equal shares leave 2 base units of dust.
-    campaign = funded_campaign(escrow_amount=100 * TOKEN, reward_per_judgment=TOKEN + 1)
-    rate(campaign, [(e, "truth") for e in honest] + [(contrarian, "contrarian")])
+    campaign = funded_campaign(escrow_amount=200 * TOKEN, reward_per_judgment=TOKEN + 2)
+    tasks = rate(campaign, [(e, "truth") for e in honest[:2]] + [(contrarian, "contrarian")], tasks=40)
+    rate(campaign, [(honest[2], "truth")], tasks_list=tasks[:38])
+    rate(campaign, [(honest[2], "contrarian")], tasks_list=tasks[38:39])  # one slip
     epoch = factories.EpochFactory(campaign=campaign, index=0)
 
     settled = settlement.epoch_settle(epoch_id=epoch.pk)
 
-    budget = 40 * (TOKEN + 1)
-    share = budget // 3
-    assert (settled.state, settled.budget, settled.paid_total, settled.dust) == ("settled", budget, 3 * share, 2)
-    assert [available(e) for e in honest] == [share] * 3
+    # The lab pays for the 119 judgments that earn; the contrarian's 40 stay in escrow for it.
+    # Equal quality would split by judgments exactly; the slip makes the shares uneven, leaving dust.
+    budget = 119 * (TOKEN + 2)
+    paid = [available(e) for e in honest]
+    assert (settled.state, settled.budget) == ("settled", budget)
+    assert paid[0] == paid[1] > paid[2] > 0  # less work, and a slip, earn less
     assert available(contrarian) == 0  # agreeing with nobody earns nothing
-    assert treasury() == 2
-    assert escrow(campaign) == 100 * TOKEN - budget
+    assert 0 < settled.dust < 3 and treasury() == settled.dust
+    assert sum(paid) + settled.dust == budget == settled.paid_total + settled.dust
+    assert escrow(campaign) == 200 * TOKEN - budget
+    assert escrow(campaign) == 200 * TOKEN - budget
     # The epoch's ledger entries out of escrow sum exactly to the budget.
     out = sum(
         -amount for amount in ledger.escrow_account(campaign).entries.filter(
@@ -137,7 +141,8 @@ def test_when_nobody_clears_the_quality_bar_the_budget_stays_in_escrow():
 
     settled = settlement.epoch_settle(epoch_id=epoch.pk)
 
-    assert (settled.paid_total, settled.dust, settled.retained) == (0, 0, 20 * TOKEN)
+    # Nobody earns, so the lab pays for nothing: the epoch's budget is 0 and the escrow untouched.
+    assert (settled.budget, settled.paid_total, settled.dust, settled.retained) == (0, 0, 0, 0)
     assert escrow(campaign) == 50 * TOKEN
     assert treasury() == 0
 
@@ -202,6 +207,10 @@ def test_failing_gold_slashes_the_stake_once(honest):
 
     slash = Slash.objects.get(expert=cheat)
     assert (slash.bonded_amount, slash.epoch_id) == (10 * TOKEN, epoch.pk)
+    # Slashed in the epoch: nothing earned for it, though the cheat's ten non-gold answers matched the consensus.
+    reward = EpochReward.objects.get(epoch=epoch, expert=cheat)
+    assert (reward.slashed, reward.amount, reward.weight) == (True, 0, 0.0)
+    assert available(cheat) == 0 and all(available(e) > 0 for e in honest)
     assert expert_balances(expert=cheat).bonded == 90 * TOKEN
     assert treasury() >= 10 * TOKEN
     assert not Slash.objects.exclude(expert=cheat).exists()
@@ -325,12 +334,12 @@ def test_claims_publish_one_root_for_every_wallet(honest):
 # --------------------------------------------------------------------------
 
 
-def test_quality_inputs_use_the_leave_one_out_majority(honest, contrarian):
+def test_quality_inputs_use_the_leave_one_out_consensus(honest, contrarian):
     campaign = factories.CampaignFactory()
     rate(campaign, [(e, "truth") for e in honest] + [(contrarian, "contrarian")], tasks=4)
     epoch = factories.EpochFactory(campaign=campaign, index=0)
 
-    inputs = {i.expert_id: i for i in epoch_quality_inputs(epoch)}
+    inputs = {i.expert_id: i for i in settlement._quality_inputs(epoch)}
 
     assert (inputs[honest[0].pk].matches, inputs[honest[0].pk].n_compared) == (4, 4)
     assert (inputs[contrarian.pk].matches, inputs[contrarian.pk].n_compared) == (0, 4)
@@ -345,7 +354,7 @@ def test_quality_inputs_count_only_the_epochs_judgments_but_compare_with_all(hon
     rate(campaign, [(honest[2], "truth")], tasks_list=tasks)
     epoch = factories.EpochFactory(campaign=campaign, index=0)
 
-    inputs = epoch_quality_inputs(epoch)
+    inputs = settlement._quality_inputs(epoch)
 
     assert [(i.expert_id, i.n, i.matches, i.n_compared) for i in inputs] == [(honest[2].pk, 2, 2, 2)]
 

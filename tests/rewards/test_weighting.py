@@ -12,17 +12,20 @@ from hypothesis import strategies as st
 from scipy.stats import binomtest
 
 from rewards.weighting import (
+    blended_quality,
     chance_corrected_agreement,
     data_value_multiplier,
-    raw_quality,
+    earned_budget,
+    quality_lower_bound,
     reward_weights,
     settle_epoch_math,
-    shrunk_quality,
+    smoothed_accuracy,
     split_budget,
     stake_multiplier,
     time_weighted_stake,
     time_weighted_stakes,
     wilson_lower_bound,
+    wilson_upper_bound,
 )
 
 S_HALF = 1_000_000_000  # a campaign minimum stake of 1,000 tokens at 6 decimals
@@ -192,18 +195,19 @@ def test_quality_at_or_below_q_min_earns_nothing(team, q_min: float, budget: int
     beta=st.floats(0.0, 3.0),
 )
 def test_splitting_an_account_never_pays_more(n, raw, s, work_share, stake_share, beta) -> None:
-    """One person as two accounts: the work and stake split, total weight does not grow.
+    """One person as two accounts: the work, its evidence and the stake split; total weight does not grow.
 
-    Each account's quality is shrunk on its own smaller sample, as settlement
-    would do, so splitting also costs credibility.
+    Each account's quality is judged on its own smaller sample (a lower
+    bound over less evidence), as settlement does, so splitting also costs
+    credibility.
     """
     n1 = round(n * work_share)
     n2 = n - n1
     s1 = int(s * stake_share)
     s2 = s - s1
-    whole_q = shrunk_quality(raw, n)
+    whole_q = quality_lower_bound(raw, n)
     whole = reward_weights([n], whole_q, [s], s_half=S_HALF, beta=beta)[0]
-    parts_q = shrunk_quality([raw, raw], [n1, n2])
+    parts_q = quality_lower_bound([raw, raw], [n1, n2])
     parts = reward_weights([n1, n2], parts_q, [s1, s2], s_half=S_HALF, beta=beta)
     assert parts.sum() <= whole * (1 + 1e-12)
 
@@ -219,25 +223,71 @@ def test_half_the_work_and_half_the_stake_twice_pays_less() -> None:
 # ---------------------------------------------------------------------------
 
 
-@given(raw=st.floats(0.0, 1.0), n=st.integers(0, 10**6), extra=st.integers(1, 10**6))
-def test_shrinkage_pulls_small_samples_toward_one_half(raw: float, n: int, extra: int) -> None:
-    q_small = float(shrunk_quality(raw, n))
-    q_large = float(shrunk_quality(raw, n + extra))
-    assert abs(q_small - 0.5) <= abs(raw - 0.5) + 1e-12
-    assert (q_small - 0.5) * (raw - 0.5) >= 0  # never crosses the prior
-    assert abs(q_small - 0.5) <= abs(q_large - 0.5) + 1e-12  # more evidence, less pull
+@given(q=st.floats(0.0, 1.0), n=st.floats(0.0, 1e6), extra=st.floats(1.0, 1e6))
+def test_the_lower_bound_sits_below_q_and_rises_with_evidence(q: float, n: float, extra: float) -> None:
+    low, more = quality_lower_bound([q, q], [n, n + extra])
+    assert 0.0 <= low <= q + 1e-12
+    assert low <= more + 1e-12  # more evidence, a tighter bound
 
 
-def test_shrinkage_values() -> None:
-    assert float(shrunk_quality(1.0, 0)) == 0.5
-    assert float(shrunk_quality(1.0, 10)) == pytest.approx(0.75)
-    assert float(shrunk_quality(0.9, 990)) == pytest.approx((0.9 * 990 + 5) / 1000)
-    assert float(shrunk_quality(0.9, 0, m=0)) == 0.5  # no evidence at all: the prior
+@given(q1=st.floats(0.0, 1.0), q2=st.floats(0.0, 1.0), n=st.floats(0.0, 1e6))
+def test_the_lower_bound_is_monotone_in_quality(q1: float, q2: float, n: float) -> None:
+    lo, hi = sorted((q1, q2))
+    assert quality_lower_bound(lo, n) <= quality_lower_bound(hi, n) + 1e-12
 
 
-def test_a_few_lucky_judgments_do_not_outrank_a_steady_record() -> None:
-    lucky, steady = shrunk_quality([1.0, 0.85], [3, 300])
-    assert steady > lucky
+def test_luck_does_not_pay_a_clicker() -> None:
+    """A random clicker's quality is 0.5 plus noise; at 50 pieces of evidence its lucky 84th percentile
+    (0.5 + one standard error) is still under the bar, while an 80% rater clears it clearly."""
+    clicker_lucky = 0.5 + np.sqrt(0.25 / 50)
+    low = quality_lower_bound([clicker_lucky, 0.8], [50, 50])
+    assert low[0] < 0.5 < low[1]
+    assert low[1] == pytest.approx(float(wilson_lower_bound(40, 50, z=1.6448536269514722)))
+
+
+def test_smoothed_accuracy_never_punishes_answering_gold() -> None:
+    """With the same agreement, answering gold correctly raises quality; 5/5 is worth more than no gold.
+
+    The Wilson lower bound used as an accuracy made 5/5 gold (0.57) worth less
+    than no gold at all."""
+    assert smoothed_accuracy([0, 4, 5, 95], [0, 4, 5, 100]).tolist() == pytest.approx([0.5, 5 / 6, 6 / 7, 96 / 102])
+    q, n_eff = blended_quality([0.8] * 4, [100] * 4, [0, 4, 5, 95], [0, 4, 5, 100])
+    low = quality_lower_bound(q, n_eff)
+    assert low[0] < low[1] < low[2]
+    assert n_eff.tolist() == [100, 108, 110, 300]
+
+
+@given(a=st.floats(0.0, 1.0), n_a=st.integers(0, 10_000), correct=st.integers(0, 500), wrong=st.integers(0, 500),
+       gw=st.floats(0.0, 10.0))
+def test_blended_quality_lies_between_its_two_sources(a, n_a, correct, wrong, gw) -> None:
+    q, n_eff = blended_quality(a, n_a, correct, correct + wrong, gold_weight=gw)
+    g = (correct + 1) / (correct + wrong + 2)
+    assert min(a, g) - 1e-12 <= float(q) <= max(a, g) + 1e-12 or float(n_eff) == 0
+    assert float(n_eff) == pytest.approx(n_a + gw * (correct + wrong))
+
+
+@given(a=st.floats(0.0, 1.0), n_a=st.integers(1, 10_000), n_g=st.integers(1, 500), right=st.floats(0.0, 1.0))
+def test_more_gold_right_never_lowers_quality(a, n_a, n_g, right) -> None:
+    c = int(round(right * n_g))
+    assume(c < n_g)
+    q, n_eff = blended_quality([a, a], [n_a, n_a], [c, c + 1], [n_g, n_g])
+    low = quality_lower_bound(q, n_eff)
+    assert q[1] >= q[0] and low[1] >= low[0] - 1e-12
+
+
+def test_wilson_upper_bound_mirrors_the_lower_one() -> None:
+    assert float(wilson_upper_bound(14, 20)) > 0.6  # an honest 70% rater is never clearly below 0.6
+    assert float(wilson_upper_bound(40, 100)) < 0.6  # 40% over 100 gold is
+    assert float(wilson_upper_bound(0, 0)) == 1.0
+    assert float(wilson_upper_bound(7, 10)) == pytest.approx(1 - float(wilson_lower_bound(3, 10)))
+
+
+def test_the_lab_pays_only_for_judgments_that_earn() -> None:
+    assert earned_budget(1_000, [10, 20, 30], [0.5, 0.0, 2.0], 10**9) == 40_000
+    assert earned_budget(1_000, [10, 20, 30], [0.0, 0.0, 0.0], 10**9) == 0
+    assert earned_budget(1_000, [10, 20, 30], [1.0, 1.0, 1.0], 25_000) == 25_000  # at most the escrow
+    with pytest.raises(ValueError):
+        earned_budget(-1, [1], [1.0], 10)
 
 
 @given(n=st.integers(1, 10_000), share=st.floats(0.0, 1.0))
@@ -252,15 +302,6 @@ def test_wilson_lower_bound_values() -> None:
     assert lb[0] == pytest.approx(0.56552, abs=1e-4)  # 5/5 is weak evidence
     assert lb[1] == pytest.approx(0.88825, abs=1e-4)  # 95/100 is strong
     assert lb[2] == 0.0 and lb[3] == 0.0  # no gold answers: no credit
-
-
-def test_gold_blends_in_only_with_enough_answers() -> None:
-    a = np.array([0.8, 0.8, 0.8])
-    raw = raw_quality(a, gold_correct=[4, 5, 95], gold_n=[4, 5, 100])
-    assert raw[0] == 0.8  # 4 gold answers: agreement alone
-    assert raw[1] == pytest.approx(0.5 * 0.8 + 0.5 * 0.56551, abs=1e-4)
-    assert raw[2] == pytest.approx(0.5 * 0.8 + 0.5 * 0.88825, abs=1e-4)
-    assert raw[2] > raw[1]
 
 
 def _simulate(prevalence: float, accuracy: float | None, n_tasks: int, rng: np.random.Generator):
@@ -386,25 +427,56 @@ def test_time_weighted_stake_lies_between_min_and_max_in_force(amounts, times) -
 def test_settle_epoch_math_chains_the_formulas() -> None:
     result = settle_epoch_math(
         budget=1_000_000_000,
-        n=[100, 100, 100, 0],
-        matches=[90, 60, 100, 0],
-        n_compared=[100, 100, 100, 0],
-        f_rater=[0.5, 0.5, 1.0, 0.5],
-        f_consensus=[0.5, 0.5, 1.0, 0.5],
-        gold_correct=[10, 0, 0, 0],
-        gold_n=[10, 0, 0, 0],
-        stake=[S_HALF, S_HALF, 10 * S_HALF, 0],
+        n=[100, 100, 100, 0, 100],
+        matches=[90, 60, 100, 0, 90],
+        n_compared=[100, 100, 100, 0, 100],
+        f_rater=[0.5, 0.5, 1.0, 0.5, 0.5],
+        f_consensus=[0.5, 0.5, 1.0, 0.5, 0.5],
+        gold_correct=[10, 0, 0, 0, 10],
+        gold_n=[10, 0, 0, 0, 10],
+        stake=[S_HALF, S_HALF, 10 * S_HALF, 0, S_HALF],
         s_half=S_HALF,
+        excluded=[False, False, False, False, True],
     )
     # a = 0.5 + B - P
-    assert result.agreement.tolist() == pytest.approx([0.9, 0.6, 0.5, 0.5])
-    assert result.raw_quality[0] == pytest.approx(0.5 * 0.9 + 0.5 * float(wilson_lower_bound(10, 10)))
-    assert result.quality[1] == pytest.approx((0.6 * 100 + 5) / 110)
-    # The herder (always agrees with an always-"A" consensus) earns nothing.
+    assert result.agreement.tolist() == pytest.approx([0.9, 0.6, 0.5, 0.5, 0.9])
+    # q pools 100 comparisons at 0.9 with 10 gold (weight 2 each) at 11/12.
+    assert result.quality[0] == pytest.approx((100 * 0.9 + 20 * 11 / 12) / 120)
+    assert result.evidence.tolist() == [120, 100, 100, 0, 120]
+    assert result.quality_low[1] == pytest.approx(float(wilson_lower_bound(60, 100, z=1.6448536269514722)))
+    # The herder (always agrees with an always-"A" consensus) earns nothing; so does a slashed expert.
     assert result.weight[2] == 0.0 and result.payouts[2] == 0
-    assert result.payouts[3] == 0
+    assert result.payouts[3] == 0 and result.payouts[4] == 0
     assert result.payouts[0] > result.payouts[1] > 0
     assert sum(result.payouts) + result.dust == 1_000_000_000
+
+
+def test_an_earned_budget_pays_only_earning_judgments_and_keeps_the_rest() -> None:
+    result = settle_epoch_math(
+        reward_per_judgment=1_000, available=10**12, n=[100, 100], matches=[90, 50], n_compared=[100, 100],
+        f_rater=[0.5, 0.5], f_consensus=[0.5, 0.5], gold_correct=[0, 0], gold_n=[0, 0], stake=[0, 0], s_half=S_HALF,
+    )
+    assert result.budget == 100_000  # the clicker's 100 judgments are not paid for
+    assert result.payouts == [100_000, 0] and result.dust == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), stake=st.integers(0, 10**13))
+def test_pay_rises_with_accuracy_and_with_stake_at_most_one_plus_beta(seed: int, stake: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(30, 400))
+    accuracies = np.array([0.6, 0.7, 0.8, 0.9])
+    common = dict(
+        reward_per_judgment=10**6, available=10**15, n=[n] * 5, n_compared=[n] * 5,
+        matches=list(np.round(np.r_[accuracies, 0.9] * n).astype(int)), f_rater=[0.5] * 5, f_consensus=[0.5] * 5,
+        gold_correct=[0] * 5, gold_n=[0] * 5, s_half=S_HALF,
+    )
+    result = settle_epoch_math(**common, stake=[stake] * 4 + [10 * stake])
+    w = result.weight
+    assert np.all(np.diff(w[:4]) >= 0) and w[3] > w[2] > 0  # 0.9 > 0.8 > 0.7 at equal stake
+    if stake > 0:
+        assert w[3] < w[4] <= 2 * w[3] * (1 + 1e-12)  # ten times the stake: more, at most (1 + beta)x
+    assert sum(result.payouts) + result.dust == result.budget
 
 
 @settings(max_examples=100, deadline=None)
@@ -424,6 +496,7 @@ def test_settle_epoch_math_conserves_the_budget(size: int, seed: int, budget: in
         gold_n=gold_n,
         stake=rng.integers(0, 10**15, size).astype(float),
         s_half=S_HALF,
+        excluded=rng.random(size) < 0.1,
     )
     assert sum(result.payouts) + result.dust == budget
     assert min(result.payouts) >= 0
