@@ -97,3 +97,22 @@ def open_campaign(lab):
 def _fast_password_hashing(settings):
     """Factories hash a password per user; the production hasher takes ~0.3 s a user."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker, django_db_keepdb):
+    """pytest-django drops the test database at the end of the run (unless --reuse-db), but PostgreSQL
+    refuses while another session uses it ("being accessed by other users"), and pytest-django only warns:
+    a connection a test's thread left open would leave the database behind. End those sessions first."""
+    yield
+    if django_db_keepdb:
+        return
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )

@@ -6,7 +6,7 @@ from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
-from rest_framework.parsers import BaseParser, JSONParser, MultiPartParser
+from rest_framework.parsers import BaseParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -14,8 +14,9 @@ from annotations import selectors, services
 from annotations.importing import ImportErrors, iter_array, iter_jsonl
 from annotations.models import Campaign, Domain, Task, default_min_stake
 from annotations.permissions import IsLabMember, IsLabMemberOrExpert
-from datadao.api import ApiError, ImportThrottle
+from datadao.api import ApiError, ImportThrottle, JSONParser
 from datadao.api import call_service as _service_call
+from datadao.inputs import Integer, Number, Slug, Text, query_param
 
 
 
@@ -64,10 +65,10 @@ class CampaignListCreateApi(ListAPIView):
     permission_classes = [IsLabMemberOrExpert]
 
     class CreateInput(serializers.Serializer):
-        lab = serializers.SlugField(required=False, help_text="Lab slug; needed only if you belong to several labs.")
-        name = serializers.CharField(max_length=200)
+        lab = Slug(required=False, help_text="Lab slug; needed only if you belong to several labs.")
+        name = Text(max_length=200)
         domain = serializers.ChoiceField(choices=Domain.choices)
-        guidelines = serializers.CharField(required=False, allow_blank=True, default="")
+        guidelines = Text(required=False, allow_blank=True, default="", max_length=100_000)
         responses_per_task = serializers.IntegerField(required=False, min_value=2, max_value=8, default=2)
         strength_scale = serializers.BooleanField(required=False, default=True)
         attribute_axes = serializers.ListField(
@@ -77,34 +78,34 @@ class CampaignListCreateApi(ListAPIView):
         rationale_min_length = serializers.IntegerField(required=False, min_value=0, max_value=5000, default=20)
         overlap = serializers.IntegerField(required=False, min_value=1, max_value=50, default=3)
         max_overlap = serializers.IntegerField(required=False, min_value=1, max_value=100)
-        gold_rate = serializers.FloatField(required=False, min_value=0.0, max_value=0.5, default=0.1)
+        gold_rate = Number(required=False, min_value=0.0, max_value=0.5, default=0.1)
         lease_minutes = serializers.IntegerField(required=False, min_value=1, max_value=24 * 60, default=20)
-        reward_per_judgment = serializers.IntegerField(required=False, min_value=0, default=0)
-        min_stake = serializers.IntegerField(
+        reward_per_judgment = Integer(required=False, min_value=0, default=0)
+        min_stake = Integer(
             required=False, min_value=0, default=default_min_stake,
             help_text="Bonded stake an expert needs to rate, base units (default: the platform's minimum bond); "
             "also where the stake bonus is half way.")
-        licence = serializers.CharField(required=False, max_length=64, default="CC-BY-4.0")
-        allowed_uses = serializers.ListField(child=serializers.CharField(max_length=64), required=False)
-        consensus_min_margin = serializers.FloatField(required=False, min_value=0.0, max_value=1.0, default=0.6)
-        gold_bar = serializers.FloatField(required=False, min_value=0.0, max_value=1.0, default=0.6)
-        q_min = serializers.FloatField(required=False, min_value=0.0, max_value=0.99, default=0.5)
-        pay_confidence = serializers.FloatField(
+        licence = Text(required=False, max_length=64, default="CC-BY-4.0")
+        allowed_uses = serializers.ListField(child=Text(max_length=64), required=False, max_length=50)
+        consensus_min_margin = Number(required=False, min_value=0.0, max_value=1.0, default=0.6)
+        gold_bar = Number(required=False, min_value=0.0, max_value=1.0, default=0.6)
+        q_min = Number(required=False, min_value=0.0, max_value=0.99, default=0.5)
+        pay_confidence = Number(
             required=False, min_value=0.5, max_value=0.999, default=0.95,
             help_text="Pay is judged on quality's lower confidence bound at this level.")
-        gold_weight = serializers.FloatField(
+        gold_weight = Number(
             required=False, min_value=0.0, max_value=20.0, default=2.0,
             help_text="Agreement comparisons one gold answer counts for in quality.")
-        stake_beta = serializers.FloatField(required=False, min_value=0.0, max_value=10.0, default=1.0)
-        slash_fraction = serializers.FloatField(required=False, min_value=0.0, max_value=1.0, default=0.1)
+        stake_beta = Number(required=False, min_value=0.0, max_value=10.0, default=1.0)
+        slash_fraction = Number(required=False, min_value=0.0, max_value=1.0, default=0.1)
         data_for_sale = serializers.BooleanField(
             required=False, default=False, help_text="Other labs may buy exports of the data (licence permitting).")
-        data_price = serializers.IntegerField(
+        data_price = Integer(
             required=False, min_value=0, default=0, help_text="Flat price of one export to another lab, base units.")
         data_value_weighting = serializers.BooleanField(
             required=False, default=False,
             help_text="Multiply each rater's reward weight by their normalised data value.")
-        data_value_cap = serializers.FloatField(
+        data_value_cap = Number(
             required=False, min_value=1.0, max_value=10.0, default=2.0,
             help_text="Largest data-value multiplier (the average rater gets 1).")
 
@@ -120,10 +121,10 @@ class CampaignListCreateApi(ListAPIView):
 
     def get_queryset(self):
         queryset = selectors.campaigns_visible_to(self.request.user)
-        status_filter = self.request.query_params.get("status")
+        status_filter = query_param(self.request, "status", Campaign.Status.values)
         if status_filter:
             queryset = queryset.filter(status=status_filter)
-        domain = self.request.query_params.get("domain")
+        domain = query_param(self.request, "domain", Domain.values)
         if domain:
             queryset = queryset.filter(domain=domain)
         return queryset.order_by("-created_at", "-id")
@@ -224,6 +225,7 @@ class TaskImportApi(APIView):
     permission_classes = [IsLabMember]
     parser_classes = [JSONParser, MultiPartParser, NdjsonParser, JsonlParser]
     throttle_classes = [ImportThrottle]
+    checks_body_size = True  # _check_size: files up to DATADAO_MAX_IMPORT_BYTES (datadao.middleware)
 
     @extend_schema(
         request={
@@ -311,10 +313,10 @@ class TaskListApi(ListAPIView):
     def get_queryset(self):
         campaign = selectors.campaign_for_lab_member(user=self.request.user, campaign_id=self.kwargs["campaign_id"])
         queryset = Task.objects.filter(campaign=campaign).prefetch_related("responses").order_by("id")
-        state = self.request.query_params.get("state")
+        state = query_param(self.request, "state", Task.State.values)
         if state:
             queryset = queryset.filter(state=state)
-        external_id = self.request.query_params.get("external_id")
+        external_id = query_param(self.request, "external_id")
         if external_id:
             queryset = queryset.filter(external_id=external_id)
         return queryset

@@ -19,6 +19,7 @@ from annotations.services import ServiceError
 from datadao.api import AssignmentThrottle
 from datadao.api import call_service as _call
 from datadao.hotpath import HotPathMixin, json_response, refusal
+from datadao.inputs import Id, Integer, Text
 
 
 class LeaseOutput(serializers.Serializer):
@@ -59,7 +60,7 @@ class AssignmentNextApi(HotPathMixin, APIView):
     throttle_classes = [AssignmentThrottle]
 
     class NextInput(serializers.Serializer):
-        campaign = serializers.IntegerField(min_value=1)
+        campaign = Id()
 
     @extend_schema(
         request=NextInput,
@@ -80,7 +81,8 @@ class AssignmentNextApi(HotPathMixin, APIView):
     @staticmethod
     def fast_input(data) -> int | None:
         campaign = data.get("campaign") if data.__class__ is dict else None
-        return campaign if campaign.__class__ is int and campaign >= 1 else None
+        # A bigint id; a larger number goes to DRF, which words the refusal.
+        return campaign if campaign.__class__ is int and 1 <= campaign < 2**63 else None
 
     @staticmethod
     def fast_run(request, campaign_id: int):
@@ -154,15 +156,15 @@ class JudgmentSubmitApi(HotPathMixin, APIView):
         ranking = serializers.JSONField(
             help_text='Slots best first; a nested list is a tie group, e.g. ["B", ["A", "C"]].',
         )
-        strength = serializers.IntegerField(
+        strength = Integer(
             required=False, allow_null=True,
             help_text="K=2 with the strength scale: -3 (A much better) .. 0 (tie) .. +3 (B much better).",
         )
         ratings = serializers.DictField(
-            child=serializers.DictField(child=serializers.IntegerField()), required=False,
+            child=serializers.DictField(child=Integer()), required=False,
             help_text='Per attribute, 1..5 per slot: {"correctness": {"A": 4, "B": 2}}.',
         )
-        rationale = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=True)
+        rationale = Text(required=False, allow_blank=True, default="", trim_whitespace=True)
         flags = serializers.ListField(child=serializers.ChoiceField(choices=Flag.choices), required=False)
 
     @extend_schema(
@@ -226,7 +228,7 @@ class AssignmentSkipApi(APIView):
     throttle_classes = [AssignmentThrottle]
 
     class SkipInput(serializers.Serializer):
-        reason = serializers.CharField(max_length=500)
+        reason = Text(max_length=500)
 
     class SkipOutput(serializers.Serializer):
         id = serializers.IntegerField()

@@ -25,6 +25,7 @@ from annotations.models import Dispute, Expert, Notification
 from annotations.permissions import IsExpert, IsLabMember, IsLabMemberOrExpert
 from datadao.api import ApiError, Pagination
 from datadao.api import call_service as _call
+from datadao.inputs import Id, Text
 
 
 class DisputeThrottle(UserRateThrottle):
@@ -105,14 +106,13 @@ class DisputeListCreateApi(APIView):
 
     class OpenInput(serializers.Serializer):
         kind = serializers.ChoiceField(choices=Dispute.Kind.choices)
-        statement = serializers.CharField(min_length=disputes.STATEMENT_MIN, max_length=disputes.STATEMENT_MAX)
-        slash = serializers.IntegerField(required=False, min_value=1)
-        transaction = serializers.IntegerField(required=False, min_value=1,
-                                               help_text="A slash's ledger transaction id (instead of slash).")
-        judgment = serializers.IntegerField(required=False, min_value=1)
-        campaign = serializers.IntegerField(required=False, min_value=1)
-        task_external_id = serializers.CharField(required=False, max_length=200)
-        rater = serializers.CharField(required=False, max_length=16, help_text="Per-campaign rater handle.")
+        statement = Text(min_length=disputes.STATEMENT_MIN, max_length=disputes.STATEMENT_MAX)
+        slash = Id(required=False)
+        transaction = Id(required=False, help_text="A slash's ledger transaction id (instead of slash).")
+        judgment = Id(required=False)
+        campaign = Id(required=False)
+        task_external_id = Text(required=False, max_length=200)
+        rater = Text(required=False, max_length=16, help_text="Per-campaign rater handle.")
 
     @extend_schema(operation_id="disputes_list", responses={200: inline_serializer("PaginatedDisputes", {
         "count": serializers.IntegerField(), "next": serializers.URLField(allow_null=True),
@@ -209,7 +209,7 @@ class NotificationReadApi(APIView):
     permission_classes = [IsAuthenticated]
 
     class ReadInput(serializers.Serializer):
-        ids = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, max_length=500)
+        ids = serializers.ListField(child=Id(), required=False, max_length=500)
 
     @extend_schema(request=ReadInput, responses={200: inline_serializer(
         "NotificationsMarked", {"marked": serializers.IntegerField()})})

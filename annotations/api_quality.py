@@ -19,6 +19,7 @@ from annotations.models import Campaign, Task
 from annotations.permissions import IsLabMember
 from annotations.quality import selectors
 from datadao.api import Pagination
+from datadao.inputs import query_param
 
 
 class IsLabMemberOrModerator(BasePermission):
@@ -144,6 +145,10 @@ class CampaignConsensusApi(APIView):
 
     permission_classes = [IsLabMemberOrModerator]
 
+    class Query(serializers.Serializer):
+        # FloatField refuses NaN and infinities, which would compare false with every margin.
+        max_margin = serializers.FloatField(required=False, allow_null=True, min_value=0.0, max_value=1.0)
+
     @extend_schema_serializer(component_name="TaskConsensus")
     class Output(serializers.Serializer):
         task = serializers.IntegerField(source="task_id")
@@ -158,7 +163,7 @@ class CampaignConsensusApi(APIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("max_margin", float, description="Only tasks at or below this margin."),
+            OpenApiParameter("max_margin", float, description="Only tasks at or below this margin (0..1)."),
             OpenApiParameter("state", str, enum=Task.State.values, description="Only tasks in this state."),
         ],
         responses={200: inline_serializer("PaginatedTaskConsensus", {
@@ -168,14 +173,10 @@ class CampaignConsensusApi(APIView):
     )
     def get(self, request, campaign_id: int):
         campaign = _campaign(request.user, campaign_id, moderators=True)
-        max_margin = request.query_params.get("max_margin")
-        try:
-            max_margin = float(max_margin) if max_margin not in (None, "") else None
-        except ValueError:
-            raise serializers.ValidationError({"max_margin": "must be a number."}) from None
-        state = request.query_params.get("state") or None
-        if state is not None and state not in Task.State.values:
-            raise serializers.ValidationError({"state": f"must be one of {', '.join(Task.State.values)}."})
+        query = self.Query(data={"max_margin": request.query_params.get("max_margin") or None})
+        query.is_valid(raise_exception=True)
+        max_margin = query.validated_data.get("max_margin")
+        state = query_param(request, "state", Task.State.values)
         paginator = Pagination()
         page = paginator.paginate_queryset(
             selectors.campaign_consensus(campaign, max_margin=max_margin, state=state), request, view=self,

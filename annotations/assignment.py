@@ -632,7 +632,9 @@ def _submit_sql() -> tuple[str, Columns, Columns, Columns, str]:
         ), counted AS (
             UPDATE {Task._meta.db_table} t SET judgment_count = t.judgment_count + 1,
                 state = CASE WHEN t.state = %(open)s AND t.judgment_count + 1 >= t.target_overlap
-                             THEN %(complete)s ELSE t.state END
+                             THEN %(complete)s ELSE t.state END,
+                consensus_due_at = CASE WHEN t.state = %(open)s AND t.judgment_count + 1 >= t.target_overlap
+                                        THEN %(now)s ELSE t.consensus_due_at END
             FROM task_before WHERE t.id = task_before.id
             RETURNING task_before.state = %(open)s AND t.state = %(complete)s AS completed
         )
@@ -701,9 +703,10 @@ def _record(assignment: Assignment, clean: CleanJudgment, now: datetime) -> Judg
     Assignment.objects.filter(pk=assignment.pk).update(state=Assignment.State.SUBMITTED, finished_at=now)
     assignment.state, assignment.finished_at = Assignment.State.SUBMITTED, now
     Task.objects.filter(pk=task.pk).update(judgment_count=F("judgment_count") + 1)
+    # The consensus mark is set with the completion, so the need for a consensus is stored with the judgment.
     completed = Task.objects.filter(
         pk=task.pk, state=Task.State.OPEN, judgment_count__gte=F("target_overlap"),
-    ).update(state=Task.State.COMPLETE)
+    ).update(state=Task.State.COMPLETE, consensus_due_at=now)
     if completed:
         transaction.on_commit(lambda: on_task_complete(task.pk))
     return judgment
@@ -713,10 +716,12 @@ def on_task_complete(task_id: int) -> None:
     """Called once, after commit, when a task reaches its overlap.
 
     Queues the task's consensus (which also raises its overlap, or sends it
-    to review, when the raters disagree). ``robust``: a failure to queue is
-    logged, never turned into a failed judgment submission.
+    to review, when the raters disagree). The judgment's statement already
+    marked the task (``consensus_due_at``), so a publish that fails (logged,
+    never turned into a failed submission, never waited on) is repaired by
+    the consensus sweep (:mod:`annotations.followup`).
     """
-    from annotations.tasks import task_consensus_update
+    from annotations.followup import consensus_publish
 
     logger.debug("task %s complete", task_id)
-    transaction.on_commit(lambda: task_consensus_update.delay(task_id), robust=True)
+    consensus_publish(task_id)

@@ -506,9 +506,9 @@ def _void(judgment: Judgment, reason: str, now: datetime | None = None) -> bool:
 
 
 def _recompute_consensus(task_id: int) -> None:
-    from annotations.tasks import task_consensus_update
+    from annotations.followup import consensus_request
 
-    transaction.on_commit(lambda: task_consensus_update.delay(task_id))
+    consensus_request(task_id=task_id)  # marked in this transaction, so a lost job is repaired by the sweep
 
 
 def _overturn_slash(dispute: Dispute, moderator) -> dict:

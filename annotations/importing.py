@@ -7,6 +7,7 @@ everything in one transaction), so a bad file leaves nothing behind.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -14,6 +15,7 @@ from typing import IO, Any
 import orjson
 
 from annotations.ranking import RankingError, parse_ranking
+from datadao.inputs import first_unstorable
 
 CHAT_ROLES = {"system", "user", "assistant", "tool"}
 MAX_EXTERNAL_ID = 200
@@ -58,25 +60,75 @@ class ImportErrors(Exception):
 
 
 def iter_jsonl(stream: IO[bytes]) -> Iterator[tuple[int, Any]]:
-    """Yield (line number, parsed value or JSON error) for each non-blank line."""
+    """Yield (line number, parsed value, or the line's error) for each non-blank line."""
     for number, raw in enumerate(stream, start=1):
         if not raw.strip():
             continue
         try:
-            yield number, orjson.loads(raw)
+            value = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            yield number, _BadJson(str(exc))
+            yield number, _Refused(_json_error(number, raw, str(exc)))
+            continue
+        # orjson refuses lone surrogates and reads integers beyond 64 bits as floats, so only an escaped
+        # NUL can make a parsed line unstorable (a cheap test on the bytes: most lines skip the walk).
+        if b"\\u0000" in raw and isinstance(value, dict) and (error := _unstorable_field(number, value)):
+            yield number, _Refused(error)
+        else:
+            yield number, value
 
 
 def iter_array(rows: Iterable[Any]) -> Iterator[tuple[int, Any]]:
     """Rows of a JSON array body, numbered from 1 like lines of a file."""
     for number, row in enumerate(rows, start=1):
-        yield number, row
+        if isinstance(row, dict) and (error := _unstorable_field(number, row)):
+            yield number, _Refused(error)
+        else:
+            yield number, row
 
 
-class _BadJson:
-    def __init__(self, message: str):
-        self.message = message
+class _Refused:
+    """A row refused before its fields are checked: invalid JSON, or a value the database cannot store."""
+
+    def __init__(self, error: RowError):
+        self.error = error
+
+
+def _json_error(line: int, raw: bytes, message: str) -> RowError:
+    """orjson refuses a lone surrogate (``"\\ud800"``) as invalid JSON; where Python's parser reads the line,
+    the error names the field that holds it instead."""
+    try:
+        value = json.loads(raw, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        value = None
+    if isinstance(value, dict) and (error := _unstorable_field(line, value)) is not None:
+        return error
+    return RowError(line, f"invalid JSON: {message}")
+
+
+def _refuse_constant(name: str):
+    raise ValueError(name)
+
+
+def _unstorable_field(line: int, row: dict[Any, Any]) -> RowError | None:
+    """A value of the row the database cannot store (NUL, lone surrogate, a number beyond 64 bits), named by
+    its field; the row is refused whole, before its other checks (which would echo a field name)."""
+    try:
+        # The common case in one C pass: no escaped NUL, and orjson (which writes the row's JSON columns
+        # for COPY) encodes the row, so it holds no lone surrogate and no integer beyond 64 bits either.
+        if b"\\u0000" not in orjson.dumps(row):
+            return None
+        failure = None
+    except orjson.JSONEncodeError as exc:
+        failure = str(exc)
+    for key, item in row.items():
+        if (found := first_unstorable({key: item}, "")) is not None:
+            field, reason = found
+            if not field:
+                return RowError(line, f"a field name {reason.removeprefix('has a key that ')}")
+            return RowError(line, reason, field)
+    if failure is not None:
+        return RowError(line, f"cannot be stored as JSON: {failure}.")
+    return None
 
 
 def _validate_prompt(prompt: Any, line: int, errors: list[RowError]) -> None:
@@ -107,8 +159,8 @@ def _validate_prompt(prompt: Any, line: int, errors: list[RowError]) -> None:
 
 def validate_row(line: int, value: Any, k: int) -> tuple[TaskRow | None, list[RowError]]:
     """Check one row against the campaign's K; return the row or its errors."""
-    if isinstance(value, _BadJson):
-        return None, [RowError(line, f"invalid JSON: {value.message}")]
+    if isinstance(value, _Refused):
+        return None, [value.error]
     if not isinstance(value, dict):
         return None, [RowError(line, "each row must be a JSON object.")]
     errors: list[RowError] = []
@@ -117,8 +169,6 @@ def validate_row(line: int, value: Any, k: int) -> tuple[TaskRow | None, list[Ro
         errors.append(RowError(line, f"unknown field(s) {', '.join(unknown)}; put extra data in metadata.", unknown[0]))
 
     external_id = value.get("external_id")
-    if isinstance(external_id, int) and not isinstance(external_id, bool):
-        external_id = str(external_id)
     if not isinstance(external_id, str) or not external_id.strip():
         errors.append(RowError(line, "is required and must be a non-empty string.", "external_id"))
     elif len(external_id) > MAX_EXTERNAL_ID:

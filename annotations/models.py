@@ -202,6 +202,11 @@ class Task(models.Model):
     target_overlap = models.PositiveSmallIntegerField(help_text="Raters wanted now (raised by adaptive overlap).")
     filled = models.PositiveSmallIntegerField(default=0, help_text="Live leases plus submitted judgments.")
     judgment_count = models.PositiveSmallIntegerField(default=0)
+    consensus_due_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="Set with the judgment that completed the task, cleared once its consensus is computed; a mark "
+        "left standing (a lost job) is repaired by the consensus sweep.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -214,6 +219,9 @@ class Task(models.Model):
         indexes = [
             # The assignment query: open, non-gold tasks of a campaign, fullest first.
             models.Index(fields=["campaign", "state", "is_gold", "-filled", "id"], name="task_assign_idx"),
+            # The consensus sweep's walk: only marked tasks are in it.
+            models.Index(fields=["consensus_due_at"], condition=Q(consensus_due_at__isnull=False),
+                         name="task_consensus_due_idx"),
         ]
 
     def __str__(self) -> str:
@@ -717,6 +725,11 @@ class Export(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, help_text="When the lab asked for the export.")
     started_at = models.DateTimeField(null=True, blank=True, help_text="When the (latest) build started.")
     finished_at = models.DateTimeField(null=True, blank=True, help_text="When the build finished or failed.")
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When the running build last said it was alive; a build silent for minutes is taken for dead "
+        "and started again by the export sweep.",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

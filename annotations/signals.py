@@ -196,6 +196,65 @@ def collusion(
     return Collusion(a, b, n, co, expected, z, p_value, flagged)
 
 
+class RingErrors(NamedTuple):
+    rater: np.ndarray
+    n_corated: np.ndarray  # co-ratings with any other rater
+    co_errors: np.ndarray  # of those, units where both disagree with the consensus
+    expected: np.ndarray  # sum of e_i e_j under independence
+    z: np.ndarray
+    p_value: np.ndarray  # Poisson tail P(X >= co_errors), conservative for a sum of Bernoullis
+    flagged: np.ndarray
+
+
+def ring_errors(
+    rater_idx: npt.ArrayLike,
+    unit_idx: npt.ArrayLike,
+    is_error: npt.ArrayLike,
+    min_corated: int = 20,
+    z_threshold: float = 4.0,
+    max_p_value: float = 1e-3,
+) -> RingErrors:
+    """Flag raters who err together with *other raters in general* far more than independence predicts.
+
+    Meant for errors against the truth (gold answers); see the quality job.
+
+    :func:`collusion` tests one pair at a time, and a pair of accounts in a
+    ring of many shares few tasks (each task has a handful of raters), so no
+    single pair carries enough evidence, least of all when the ring is large
+    enough to make the consensus itself. Summed over all of a rater's
+    co-ratings, the evidence adds up: a ring member errs on exactly the tasks
+    where its fellows err, ``co = sum 1[e_i & e_j]`` against ``sum e_i e_j``
+    expected. Honest raters' errors are independent of each other and score
+    about zero. Same thresholds as :func:`collusion`; the Poisson tail is
+    wider than the Poisson-binomial one, so it errs on the side of not
+    flagging.
+    """
+    rater = np.asarray(rater_idx).astype(np.int64, copy=False).ravel()
+    err = np.asarray(is_error).astype(bool).ravel()
+    if err.shape != rater.shape:
+        raise ValueError("is_error needs one entry per judgment")
+    n_raters = int(rater.max()) + 1 if rater.size else 0
+    i, j = corated_pairs(rater, unit_idx)
+    seen = np.bincount(rater, minlength=n_raters)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        error_rate = np.bincount(rater, weights=err, minlength=n_raters) / seen
+    both = (err[i] & err[j]).astype(np.float64)
+    p = error_rate[rater[i]] * error_rate[rater[j]]
+    ends = np.concatenate([rater[i], rater[j]])
+    n = np.bincount(ends, minlength=n_raters)
+    co = np.bincount(ends, weights=np.concatenate([both, both]), minlength=n_raters).round().astype(np.int64)
+    expected = np.bincount(ends, weights=np.concatenate([p, p]), minlength=n_raters)
+    variance = np.bincount(ends, weights=np.concatenate([p * (1 - p)] * 2), minlength=n_raters)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = (co - expected) / np.sqrt(variance)
+    z = np.where(variance > 0, z, np.nan)
+    p_value = stats.poisson.sf(co - 1, expected)
+    kept = n >= min_corated
+    flagged = kept & (np.nan_to_num(z) > z_threshold) & (p_value < max_p_value)
+    raters = np.flatnonzero(kept)
+    return RingErrors(raters, n[kept], co[kept], expected[kept], z[kept], p_value[kept], flagged[kept])
+
+
 # --- Copied rationales -----------------------------------------------------
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import OperationalError
 
-from annotations import assignment
+from annotations import assignment, followup
 from annotations.models import Campaign
 from annotations.quality import services as quality_services
 
@@ -22,8 +22,17 @@ _QUALITY_RETRY = {"autoretry_for": (OperationalError,), "retry_backoff": True, "
 
 @shared_task(name="annotations.task_consensus_update", ignore_result=True, **_QUALITY_RETRY)
 def task_consensus_update(task_id: int) -> None:
-    """Consensus of one task that reached its overlap; raises its overlap or sends it to review on disagreement."""
-    quality_services.task_consensus_update(task_id=task_id)
+    """Consensus of one task that reached its overlap; raises its overlap or sends it to review on disagreement.
+
+    Clears the task's ``consensus_due_at`` mark; a job lost or out of retries leaves it for the sweep below.
+    """
+    followup.task_consensus_settle(task_id=task_id)
+
+
+@shared_task(name="annotations.consensus_due_sweep", ignore_result=True)
+def consensus_due_sweep() -> int:
+    """Compute the consensus of every task marked due more than 30 s ago (every minute, by beat)."""
+    return followup.consensus_due_sweep()
 
 
 @shared_task(name="annotations.campaign_quality_compute", ignore_result=True, **_QUALITY_RETRY)
@@ -43,8 +52,8 @@ def quality_recompute_open_campaigns() -> int:
 
 
 # Exports (issue 6). A done or failed export is never rebuilt, and a second
-# run of an unfinished one writes its own temporary files, so a redelivered
-# message is harmless; only a database hiccup is retried.
+# delivery of a build whose run is alive (fresh heartbeat) returns at once,
+# so a redelivered message is harmless; only a database hiccup is retried.
 @shared_task(bind=True, name="annotations.export_build", ignore_result=True, autoretry_for=(OperationalError,),
              retry_backoff=True, max_retries=5)
 def export_build(self, export_id: int) -> None:
@@ -57,6 +66,23 @@ def export_build(self, export_id: int) -> None:
         if self.request.retries >= self.max_retries:
             export_services.export_fail(export_id=export_id, error="the database was unavailable; request it again.")
         raise
+
+
+@shared_task(name="annotations.export_bundle_build", ignore_result=True, autoretry_for=(OperationalError,),
+             retry_backoff=True, max_retries=5)
+def export_bundle_build(export_id: int) -> None:
+    """The zip bundle of a done export built before bundles came with the build."""
+    from annotations.exports import services as export_services
+
+    export_services.export_bundle_write(export_id=export_id)
+
+
+@shared_task(name="annotations.exports_sweep", ignore_result=True)
+def exports_sweep() -> dict:
+    """Remove stale export temporary files; queue again silent or never-started builds (by beat)."""
+    from annotations.exports import services as export_services
+
+    return export_services.exports_sweep()
 
 
 # Data value (transformers). Both services are idempotent. A missing encoder

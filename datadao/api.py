@@ -1,25 +1,61 @@
-"""API plumbing shared by every app: error shape, pagination, throttles.
+"""API plumbing shared by every app: error shape, JSON parsing, pagination, throttles.
 
 Errors always come back as ``{"errors": [{"field" | "line", "message"}]}``
-with a 4xx status, so scripts have one shape to parse.
+with a 4xx status, so scripts have one shape to parse; an outage of the
+database or the broker is a 503 with ``Retry-After`` (what fails outside
+a DRF view is answered in the same shape by :mod:`datadao.errors`).
 """
 from __future__ import annotations
 
+import codecs
+import math
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
-from rest_framework import exceptions, status
+from rest_framework import exceptions, parsers, status
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.utils import json
 from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
+
+from datadao import errors as http_errors
 
 
 class Pagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 500
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number {text[:40]} is too large")
+    return value
+
+
+class JSONParser(parsers.JSONParser):
+    """DRF's JSON parser, stricter where DRF lets a value through that nothing downstream can use.
+
+    Refused with 400 like any malformed body: ``NaN`` and ``Infinity`` (as DRF
+    does), numbers such as ``1e309`` that overflow to infinity, and nesting too
+    deep for Python's parser (``[[[...]]]`` a thousand deep raises
+    ``RecursionError``, which DRF would let through as a 500). orjson, in the
+    fast lane, refuses the same.
+    """
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        encoding = parsers.get_encoding(parser_context or {})
+        try:
+            return json.load(codecs.getreader(encoding)(stream), parse_constant=json.strict_constant,
+                             parse_float=_finite_float)
+        except RecursionError:
+            raise exceptions.ParseError("JSON parse error - nested too deeply.") from None
+        except ValueError as exc:
+            raise exceptions.ParseError(f"JSON parse error - {exc}") from None
 
 
 class ApiError(exceptions.APIException):
@@ -59,6 +95,16 @@ def _flatten(detail: Any, prefix: str = "") -> list[dict[str, Any]]:
     return [item]
 
 
+def _encodable(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Errors that can be written as UTF-8: a message may echo the input (``"\\ud800" is not a valid choice``),
+    and a lone surrogate in it would fail the renderer with a 500. It is shown escaped instead."""
+    return [
+        {key: value.encode("utf-8", "backslashreplace").decode() if isinstance(value, str) else value
+         for key, value in error.items()}
+        for error in errors
+    ]
+
+
 def call_service(fn, /, **kwargs):
     """Call a service for an API view: a refusal it raises (``ServiceError``: message, field, status)
     becomes an :class:`ApiError` in the API's error shape."""
@@ -72,7 +118,18 @@ def call_service(fn, /, **kwargs):
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, ApiError):
-        return Response({"errors": exc.errors}, status=exc.status_code)
+        return Response({"errors": _encodable(exc.errors)}, status=exc.status_code)
+    if isinstance(exc, http_errors.UNAVAILABLE):
+        request = context["request"]
+        http_errors.log_unavailable(request, exc)
+        set_rollback()
+        response = Response(http_errors.unavailable_body(request), status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                            headers=http_errors.unavailable_headers())
+        response._has_been_logged = True  # once, above; not again with a traceback per request
+        return response
+    if isinstance(exc, RequestDataTooBig):
+        return Response({"errors": [{"message": http_errors.too_big_message()}]},
+                        status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     if isinstance(exc, DjangoValidationError):
         if hasattr(exc, "message_dict"):
             exc = exceptions.ValidationError(detail=exc.message_dict)
@@ -90,7 +147,7 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     else:
         detail = getattr(exc, "detail", str(exc))
         errors = _flatten(detail)
-    response.data = {"errors": errors}
+    response.data = {"errors": _encodable(errors)}
     return response
 
 

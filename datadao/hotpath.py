@@ -16,7 +16,8 @@ loop directly:
   with ``Z``, as DRF's encoder writes them).
 
 Anything else (no token, a bad or inactive token, a session login, a missing
-permission, a throttled client, malformed or unusual input) goes through the
+permission, a throttled client, an ``Accept`` header that refuses JSON,
+malformed or unusual input, JSON nested deeper than orjson reads) goes through the
 DRF view unchanged, which words the errors as documented. So the fast lane
 never decides a refusal of its own; it only skips work for requests that
 would pass. A refusal by the service itself (``ServiceError``) is answered in
@@ -78,7 +79,8 @@ class HotPathMixin:
 
         def view(request: HttpRequest, *args, **kwargs):
             if (request.method == "POST" and request.content_type == "application/json"
-                    and request.content_params.get("charset", "utf-8").lower() in _UTF8):
+                    and request.content_params.get("charset", "utf-8").lower() in _UTF8
+                    and request.accepts("application/json")):
                 value = None
                 user = token_user(request)
                 if user is not None:

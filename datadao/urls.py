@@ -30,3 +30,9 @@ urlpatterns = [
     path("", include("annotations.pages")),
     path("wallet/", include("rewards.pages")),
 ]
+
+# Error answers: JSON in the API's error shape under /api/, styled pages elsewhere.
+handler400 = "datadao.errors.bad_request"
+handler403 = "datadao.errors.permission_denied"
+handler404 = "datadao.errors.page_not_found"
+handler500 = "datadao.errors.server_error"

@@ -10,6 +10,10 @@ from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
 
+from datadao.inputs import BIGINT_MAX
+
+MAX_BASE_UNITS = BIGINT_MAX  # what a ledger amount (bigint) holds
+
 
 def _decimals() -> int:
     return settings.DATADAO_TOKEN_DECIMALS
@@ -57,6 +61,9 @@ def parse_amount(text: str) -> int:
         raise ValueError("enter an amount such as 12.5")
     if value < 0:
         raise ValueError("the amount must not be negative")
+    # Checked before scaling: "1e999990" would otherwise take seconds to become an integer.
+    if value > Decimal(MAX_BASE_UNITS).scaleb(-_decimals()):
+        raise ValueError(f"at most {format_amount(MAX_BASE_UNITS)}")
     scaled = value.scaleb(_decimals())
     if scaled != scaled.to_integral_value():
         raise ValueError(f"at most {_decimals()} decimal places")

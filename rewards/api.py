@@ -18,11 +18,12 @@ from annotations.models import Expert
 from annotations.permissions import IsExpert, IsLabMember
 from datadao.api import ApiError
 from datadao.api import call_service as _call
+from datadao.inputs import BIGINT_MAX, unstorable
 from rewards import selectors, services
 from rewards.amounts import token_symbol
 from rewards.models import Account, LedgerEntry
 
-MAX_AMOUNT = 2**63 - 1
+MAX_AMOUNT = BIGINT_MAX
 
 
 
@@ -165,10 +166,13 @@ class AmountInput(serializers.Serializer):
     amount = serializers.IntegerField(min_value=1, max_value=MAX_AMOUNT, help_text="Base units.")
 
 
-def _client_key(request) -> str | None:
+def client_key(request) -> str | None:
+    """The request's ``Idempotency-Key`` header (at most 100 characters), or None."""
     key = request.headers.get("Idempotency-Key", "").strip()
     if len(key) > 100:
         raise ApiError([{"field": "Idempotency-Key", "message": "at most 100 characters."}])
+    if (reason := unstorable(key)) is not None:
+        raise ApiError([{"field": "Idempotency-Key", "message": reason}])
     return key or None
 
 
@@ -195,7 +199,7 @@ class StakeApi(APIView):
         data.is_valid(raise_exception=True)
         expert = request.user.expert
         posted = _call(
-            services.stake_bond, expert=expert, amount=data.validated_data["amount"], client_key=_client_key(request),
+            services.stake_bond, expert=expert, amount=data.validated_data["amount"], client_key=client_key(request),
         )
         return Response(
             {"transaction": posted.transaction_id, "balances": BalancesOutput.of(expert)},
@@ -257,7 +261,7 @@ class CampaignFundApi(APIView):
         data.is_valid(raise_exception=True)
         result = _call(
             services.campaign_fund, campaign=campaign, amount=data.validated_data["amount"], actor=request.user,
-            client_key=_client_key(request),
+            client_key=client_key(request),
         )
         return Response(
             self.FundOutput({

@@ -32,22 +32,15 @@ from annotations import selectors as annotation_selectors
 from annotations.api_exports import _JsonOrAnyFile, export_file_response
 from annotations.exports import formats
 from annotations.exports import services as export_services
-from annotations.models import Campaign, Export
+from annotations.models import Campaign, Domain, Export
 from annotations.permissions import IsLabMember
 from datadao.api import ApiError
 from datadao.api import call_service as _call
+from datadao.inputs import Integer, Number, Slug, Text, query_param
 from rewards import revenue, selectors
+from rewards.api import client_key as _client_key
 from rewards.models import DataPurchase
 
-MAX_AMOUNT = 2**63 - 1
-
-
-
-def _client_key(request) -> str | None:
-    key = request.headers.get("Idempotency-Key", "").strip()
-    if len(key) > 100:
-        raise ApiError([{"field": "Idempotency-Key", "message": "at most 100 characters."}])
-    return key or None
 
 
 # --------------------------------------------------------------------------
@@ -91,7 +84,7 @@ class CampaignDataSaleApi(APIView):
 
     class SaleInput(serializers.Serializer):
         for_sale = serializers.BooleanField()
-        price = serializers.IntegerField(required=False, min_value=0, max_value=MAX_AMOUNT,
+        price = Integer(required=False, min_value=0,
                                          help_text="Flat price of one export, base units.")
 
     @extend_schema(responses=SaleOutput)
@@ -134,7 +127,7 @@ class DatasetListApi(ListAPIView):
 
     def get_queryset(self):
         queryset = selectors.campaigns_for_sale_to(self.request.user)
-        domain = self.request.query_params.get("domain")
+        domain = query_param(self.request, "domain", Domain.values)
         if domain:
             queryset = queryset.filter(domain=domain)
         return queryset
@@ -178,19 +171,19 @@ class PurchaseCreateApi(APIView):
     permission_classes = [IsLabMember]
 
     class PurchaseInput(serializers.Serializer):
-        lab = serializers.SlugField(required=False, help_text="Buying lab's slug; needed only if you belong to "
+        lab = Slug(required=False, help_text="Buying lab's slug; needed only if you belong to "
                                     "several labs.")
-        use = serializers.CharField(max_length=100, help_text="What the data is for; checked against the licence "
+        use = Text(max_length=100, help_text="What the data is for; checked against the licence "
                                     "and the campaign's allowed uses.")
         format = serializers.ChoiceField(choices=formats.FORMATS)
         file_format = serializers.ChoiceField(choices=Export.FileFormat.values, default=Export.FileFormat.JSONL)
-        min_margin = serializers.FloatField(required=False, allow_null=True, min_value=0.0, max_value=1.0)
-        min_rater_quality = serializers.FloatField(required=False, allow_null=True, min_value=0.0, max_value=1.0)
+        min_margin = Number(required=False, allow_null=True, min_value=0.0, max_value=1.0)
+        min_rater_quality = Number(required=False, allow_null=True, min_value=0.0, max_value=1.0)
         exclude_flagged_raters = serializers.BooleanField(default=True)
         drop_ties = serializers.BooleanField(default=True)
         drop_near_duplicates = serializers.BooleanField(default=True)
         near_duplicates = serializers.ChoiceField(choices=export_services.NEAR_DUPLICATE_METHODS, default="text")
-        test_fraction = serializers.FloatField(default=0.0, min_value=0.0,
+        test_fraction = Number(default=0.0, min_value=0.0,
                                                max_value=export_services.MAX_TEST_FRACTION)
 
     @extend_schema(request=PurchaseInput, responses={

@@ -41,7 +41,8 @@ def _can_moderate(user) -> bool:
     return bool(user and user.is_authenticated and (user.is_superuser or roles.is_moderator(user)))
 
 
-def _ledger_call(fn, *, insufficient: str, **kwargs):
+def _ledger_call(fn, *, insufficient: str, conflict: str = "", **kwargs):
+    """``conflict`` words a reused idempotency key for the caller; the ledger's own key is internal."""
     try:
         return fn(**kwargs)
     except InsufficientFunds as exc:
@@ -51,7 +52,9 @@ def _ledger_call(fn, *, insufficient: str, **kwargs):
             field="amount",
         ) from exc
     except IdempotencyConflict as exc:
-        raise ServiceError(str(exc), field="idempotency_key", status=409) from exc
+        raise ServiceError(
+            conflict or "this request was already made with different amounts.", field="idempotency_key", status=409,
+        ) from exc
 
 
 # --------------------------------------------------------------------------
@@ -80,6 +83,7 @@ def lab_topup(*, lab: Lab, amount: int, reference: str, actor) -> Posted:
     return _ledger_call(
         ledger.ledger_post,
         insufficient="cannot top up",
+        conflict=f"the deposit {reference!r} was already credited with a different amount.",
         key=f"topup:lab:{lab.pk}:{reference}",
         kind=Kind.TOPUP,
         entries=[(ledger.external_account(), -amount), (ledger.lab_account(lab), amount)],
@@ -99,6 +103,7 @@ def expert_deposit(*, expert: Expert, amount: int, reference: str, actor) -> Pos
     return _ledger_call(
         ledger.ledger_post,
         insufficient="cannot credit the deposit",
+        conflict=f"the deposit {reference!r} was already credited with a different amount.",
         key=f"deposit:expert:{expert.pk}:{reference}"[:200],
         kind=Kind.TOPUP,
         entries=[(ledger.external_account(), -amount), (ledger.expert_account(expert, Account.Kind.AVAILABLE), amount)],
@@ -130,6 +135,7 @@ def campaign_fund(*, campaign: Campaign, amount: int, actor, client_key: str | N
     posted = _ledger_call(
         ledger.ledger_post,
         insufficient="the lab's balance is too low; top it up first",
+        conflict=f"Idempotency-Key {client_key!r} was already used for a different funding of this campaign.",
         key=key[:200],
         kind=Kind.FUND,
         entries=[(lab_acct, -amount), (escrow, amount)],
@@ -220,6 +226,7 @@ def stake_bond(*, expert: Expert, amount: int, client_key: str | None = None) ->
         return _ledger_call(
             ledger.ledger_post,
             insufficient="insufficient balance",
+            conflict=f"Idempotency-Key {client_key!r} was already used for a different stake.",
             key=key,
             kind=Kind.BOND,
             entries=[(available, -amount), (bonded, amount)],

@@ -133,6 +133,8 @@ def _plan(epoch_id: int, now: datetime) -> Epoch:
             if inputs else np.zeros(0, dtype=bool)
         )
         value_factor = _value_factors(campaign, expert_ids) if campaign.data_value_weighting and inputs else None
+        # Quality-job flags (collusion, position bias, speed, copied rationale) hold the payout for a moderator.
+        reasons = holds.hold_reasons_for(campaign_id=campaign.pk, expert_ids=expert_ids) if inputs else {}
         maths = settle_epoch_math(
             reward_per_judgment=campaign.reward_per_judgment,
             available=escrow_balance,
@@ -151,14 +153,13 @@ def _plan(epoch_id: int, now: datetime) -> Epoch:
             z=quality_z(campaign.pay_confidence),
             excluded=slashed,
             value_factor=value_factor,
+            held=[bool(reasons.get(e)) for e in expert_ids],
         ) if inputs else None
         payouts = maths.payouts if maths else []
         budget = maths.budget if maths else 0
         paid_total = sum(payouts)
         # Nobody cleared the quality bar: the budget stays in escrow for the lab.
         dust, retained = (maths.dust, 0) if paid_total else (0, budget)
-        # Quality-job flags (collusion, position bias, speed, copied rationale) hold the payout for a moderator.
-        reasons = holds.hold_reasons_for(campaign_id=campaign.pk, expert_ids=expert_ids) if inputs else {}
         held = [bool(payouts[k] > 0 and reasons.get(e)) for k, e in enumerate(expert_ids)]
         held_total = sum(p for p, h in zip(payouts, held) if h)
         wallets = selectors.expert_wallets(expert_ids)

@@ -477,6 +477,42 @@ def earned_budget(reward_per_judgment: int, n: npt.ArrayLike, weight: npt.ArrayL
     return min(wanted, int(available))
 
 
+def split_with_holds(
+    reward_per_judgment: int, n: npt.ArrayLike, weight: npt.ArrayLike, held: npt.ArrayLike, available: int,
+) -> tuple[list[int], int, int]:
+    """(payouts, dust, budget) of an earned budget where some payouts are held.
+
+    The experts not held share the budget their judgments earn
+    (`earned_budget`, `split_budget`) exactly as if the held ones were not
+    there. Each held expert's payout is what the same rate per unit of
+    weight gives them, so a release later pays them what the others got for
+    the same quality. Held payouts come out of what is left of `available`
+    (scaled down together if it is short). The budget is what the epoch
+    takes from escrow: the two parts, so paid + held + dust == budget.
+    """
+    w = np.asarray(weight, dtype=np.float64)
+    on_hold = np.asarray(held, dtype=bool) & (w > 0)
+    clean = np.where(on_hold, 0.0, w)
+    clean_budget = earned_budget(reward_per_judgment, n, clean, available)
+    payouts, dust = split_budget(clean_budget, clean) if clean.sum() > 0 else ([0] * w.size, clean_budget)
+    if not on_hold.any():
+        return payouts, dust, clean_budget
+    left = int(available) - clean_budget
+    if clean.sum() > 0:
+        integer = _exact_integer_weights(np.where(on_hold | (clean > 0), w, 0.0))
+        clean_total = sum(integer[k] for k in range(w.size) if clean[k] > 0)
+        wanted = [clean_budget * integer[k] // clean_total if on_hold[k] else 0 for k in range(w.size)]
+        if sum(wanted) > left:
+            wanted, _short_dust = split_budget(left, np.where(on_hold, w, 0.0))
+            dust += _short_dust
+    else:  # everyone who earns is held: what their judgments earn, set apart
+        held_budget = earned_budget(reward_per_judgment, n, np.where(on_hold, w, 0.0), left)
+        wanted, held_dust = split_budget(held_budget, np.where(on_hold, w, 0.0))
+        dust += held_dust
+    payouts = [p + h for p, h in zip(payouts, wanted)]
+    return payouts, dust, sum(payouts) + dust
+
+
 def settle_epoch_math(
     *,
     budget: int | None = None,
@@ -497,6 +533,7 @@ def settle_epoch_math(
     z: float = 1.6448536269514722,
     excluded: npt.ArrayLike | None = None,
     value_factor: npt.ArrayLike | None = None,
+    held: npt.ArrayLike | None = None,
 ) -> EpochMath:
     """Chain agreement -> pooled quality -> lower bound -> weight -> exact split.
 
@@ -512,7 +549,10 @@ def settle_epoch_math(
 
     The budget is either given (`budget`) or earned: `reward_per_judgment`
     for each judgment of an expert with a positive weight, at most
-    `available` (see `earned_budget`).
+    `available` (see `earned_budget`). With an earned budget, `held` (bool)
+    marks experts whose payout a flag holds for a moderator: they are set
+    apart (see `split_with_holds`), so a suspected cheater's share never
+    lowers the pay of the others.
     """
     agreement = chance_corrected_agreement(matches, n_compared, f_rater, f_consensus)
     quality, evidence = blended_quality(agreement, n_compared, gold_correct, gold_n, gold_weight=gold_weight)
@@ -529,8 +569,10 @@ def settle_epoch_math(
     if budget is None:
         if reward_per_judgment is None or available is None:
             raise ValueError("give a budget, or reward_per_judgment and available")
-        budget = earned_budget(reward_per_judgment, n, np.atleast_1d(weight), available)
-    payouts, dust = split_budget(budget, np.atleast_1d(weight))
+        held_mask = np.zeros(np.atleast_1d(weight).shape, dtype=bool) if held is None else np.asarray(held, dtype=bool)
+        payouts, dust, budget = split_with_holds(reward_per_judgment, n, np.atleast_1d(weight), held_mask, available)
+    else:
+        payouts, dust = split_budget(budget, np.atleast_1d(weight))
     return EpochMath(
         agreement=agreement,
         quality=quality,

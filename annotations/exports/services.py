@@ -10,11 +10,20 @@ tokenizer or embedding comparison) takes a one-pass path
 its lines (:mod:`annotations.exports.sql_lines`), two connections reading
 pages at once. Every path writes the same bytes.
 
-Safe to run twice: a done or failed export is left as it is; a second run of
-a queued or running one (a redelivered Celery message) writes its own
-temporary files and only the first to finish puts them in place, under a
-lock on the export row, so the recorded checksums always describe the files
-on disk.
+Safe to run twice: a done or failed export is left as it is. A run claims the
+export with a conditional UPDATE and keeps ``Export.heartbeat_at`` fresh
+(with its progress, at least every page); a second delivery of the job while
+that heartbeat is fresh (the broker redelivers a job still running past its
+visibility timeout) returns at once. A run that claims an export whose
+heartbeat went silent (a killed worker) first removes its predecessor's
+temporary files (``.<name>.<export id>-<run>.tmp`` in the export's folder).
+Should two runs still overlap, each writes its own temporary files and only
+the first to finish puts them in place, under a lock on the export row, so
+the recorded checksums always describe the files on disk. The job also
+builds the zip bundle (``bundle.zip``: the data files and the card), so a
+download only streams a file. :func:`exports_sweep` (by beat) removes
+temporary files older than an hour and queues again the builds that went
+silent or never started.
 
 Filters (defaults in brackets):
 
@@ -56,20 +65,24 @@ import contextlib
 import gc
 import hashlib
 import logging
+import os
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db import OperationalError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from annotations import tokenization
 from annotations.exports import card as cards
 from annotations.exports import formats, selectors, sql_lines
-from annotations.exports.writers import JsonlWriter, ParquetWriter
+from annotations.exports.writers import JsonlWriter, ParquetWriter, temporary_path, write_zip
 from annotations.models import Campaign, Export
 from annotations.services import ServiceError
 
@@ -83,6 +96,15 @@ MAX_TEST_FRACTION = 0.5
 DEFAULT_MIN_RATERS = 2
 # Progress is written at most this often (seconds); the last page always.
 PROGRESS_EVERY_S = 1.0
+# A build silent this long is taken for dead: another run may claim it and the sweep queues it again.
+# Pages take well under a second each, so a live build reports far more often.
+HEARTBEAT_STALE_S = 120
+# The sweep removes temporary files not written for this long (a live build writes its own constantly).
+TEMPORARY_MAX_AGE_S = 3600
+# A queued export not started after this long lost its message (or waits behind a long queue: a second
+# message is harmless, the claim lets one run through).
+QUEUED_RESEND_AFTER_S = 600
+BUNDLE_NAME = "bundle.zip"
 # Tokenizer files that decide token counts (hashed into the card; weights are not read).
 _TOKENIZER_FINGERPRINT_FILES = (
     *tokenization.TOKENIZER_FILES, "special_tokens_map.json", "added_tokens.json", "chat_template.jinja",
@@ -212,14 +234,54 @@ def export_fail(*, export_id: int, error: str) -> Export:
     return Export.objects.get(pk=export_id)
 
 
+def export_folder(export: Export) -> Path:
+    """The folder of an export's files (and of its runs' temporary files)."""
+    return Path(settings.DATADAO_EXPORT_ROOT) / str(export.campaign_id) / str(export.pk)
+
+
+def bundle_path(export: Export) -> Path:
+    """Where a done export's zip bundle lies (built by the job, served as a file)."""
+    return export_folder(export) / BUNDLE_NAME
+
+
+def _silent(now: datetime) -> Q:
+    """Running exports whose build stopped reporting (or never did)."""
+    stale = now - timedelta(seconds=HEARTBEAT_STALE_S)
+    return Q(state=Export.State.RUNNING) & (Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale))
+
+
+def _claim(export_id: int) -> bool:
+    """Take the build of a queued export, or of a running one whose build went silent; one caller wins."""
+    now = timezone.now()
+    return bool(Export.objects.filter(Q(pk=export_id) & (Q(state=Export.State.QUEUED) | _silent(now))).update(
+        state=Export.State.RUNNING, started_at=now, heartbeat_at=now,
+    ))
+
+
+def _remove_temporaries(folder: Path, older_than: float | None = None) -> int:
+    """Remove the hidden temporary files in ``folder`` (older than ``older_than`` seconds, when given)."""
+    removed = 0
+    for path in folder.glob(".*.tmp"):
+        try:
+            if older_than is None or time.time() - path.stat().st_mtime > older_than:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            pass  # its run just committed or removed it
+    return removed
+
+
 def export_build(*, export_id: int) -> Export:
-    """Build an export's files, card and checksums. A done or failed export is returned unchanged."""
+    """Build an export's files, card, checksums and zip bundle. A done or failed export is returned unchanged,
+    and so is one whose build is alive in another run."""
     export = Export.objects.select_related("campaign", "campaign__lab").get(pk=export_id)
     if export.state in (Export.State.DONE, Export.State.FAILED):
         return export
-    Export.objects.filter(pk=export_id, state__in=[Export.State.QUEUED, Export.State.RUNNING]).update(
-        state=Export.State.RUNNING, started_at=timezone.now(),
-    )
+    if not _claim(export_id):
+        logger.info("export %s: another run is building it; this one stops", export_id)
+        return export
+    # The claim succeeded, so any earlier run is dead (or silent for minutes): its files are leftovers.
+    _remove_temporaries(export_folder(export))
     try:
         with _collector_paused():
             return _Build(export).run()
@@ -273,6 +335,10 @@ class _Build:
         self.encoder = None
         self.fast = False
         self.rendered = False
+        # Names this run's temporary files: the export, then the run (two runs never share a file).
+        self.tag = f"{export.pk}-{uuid.uuid4().hex[:12]}"
+        self.bundle_temp: Path | None = None
+        self.last_beat = 0.0
 
     # -- setup ---------------------------------------------------------
 
@@ -321,9 +387,9 @@ class _Build:
             ext = self.export.file_format
             path = Path(settings.DATADAO_EXPORT_ROOT) / self._relative(f"{split}.{ext}")
             if ext == Export.FileFormat.PARQUET:
-                writer = ParquetWriter(path, formats.parquet_schema(self.opts))
+                writer = ParquetWriter(path, formats.parquet_schema(self.opts), tag=self.tag)
             else:
-                writer = JsonlWriter(path)
+                writer = JsonlWriter(path, tag=self.tag)
             self.writers[split] = writer
         return writer
 
@@ -466,15 +532,34 @@ class _Build:
                 del tasks, train, test
                 gc.collect(0)
                 if time.monotonic() - last_report >= PROGRESS_EVERY_S:
-                    Export.objects.filter(pk=export.pk).update(progress_done=done)
+                    Export.objects.filter(pk=export.pk).update(progress_done=done, heartbeat_at=timezone.now())
                     last_report = time.monotonic()
             written = {split: writer.close() for split, writer in self.writers.items()}
             info = self._card_info(snapshot, written, tokenizer_info)
             card_text = cards.render_card(info)
+            self._bundle(written, card_text)
             return self._commit(written, card_text, snapshot, info, done)
         finally:
             for writer in self.writers.values():
                 writer.abort()  # no-op for committed files (their temporary file is gone)
+            if self.bundle_temp is not None:
+                self.bundle_temp.unlink(missing_ok=True)
+
+    def _beat(self) -> None:
+        """Tell other runs and the sweep this build is alive (at most every PROGRESS_EVERY_S)."""
+        if time.monotonic() - self.last_beat >= PROGRESS_EVERY_S:
+            Export.objects.filter(pk=self.export.pk).update(heartbeat_at=timezone.now())
+            self.last_beat = time.monotonic()
+
+    def _bundle(self, written: dict, card_text: str) -> None:
+        """The zip bundle, from this run's finished temporary files; put in place with them on commit."""
+        ext = self.export.file_format
+        path = bundle_path(self.export)
+        self.bundle_temp = temporary_path(path, self.tag)
+        members: list[tuple[str, Path | bytes]] = [("README.md", card_text.encode("utf-8"))]
+        members += [(f"data/{split}.{ext}", self.writers[split].temp) for split in ("train", "test")
+                    if split in written]
+        write_zip(self.bundle_temp, members, progress=self._beat)
 
     def _pages(self, *, consensus: bool, include_gold: bool):
         campaign, chunk = self.campaign, settings.DATADAO_EXPORT_CHUNK
@@ -527,8 +612,14 @@ class _Build:
             current = Export.objects.select_for_update().get(pk=self.export.pk)
             if current.state in (Export.State.DONE, Export.State.FAILED):
                 return current  # another run finished first; its files stand
-            for writer in self.writers.values():
-                writer.commit()
+            try:
+                for writer in self.writers.values():
+                    writer.commit()
+                os.replace(self.bundle_temp, bundle_path(self.export))
+            except FileNotFoundError:
+                # A later run took this build for dead and removed its files; that run finishes it.
+                logger.warning("export %s: this run's files were removed by a later run", self.export.pk)
+                return current
             train, test = written["train"], written.get("test")
             current.state = Export.State.DONE
             current.progress_done = done
@@ -550,3 +641,49 @@ class _Build:
             current.finished_at = timezone.now()
             current.save()
         return current
+
+
+def export_bundle_write(*, export_id: int) -> Path | None:
+    """Write the zip bundle of a done export that has none (built before bundles were built with the export,
+    or its file lost); returns its path, or None when the export is not done. Safe to run twice."""
+    export = Export.objects.get(pk=export_id)
+    if export.state != Export.State.DONE:
+        return None
+    path = bundle_path(export)
+    if path.is_file():
+        return path
+    root, ext = Path(settings.DATADAO_EXPORT_ROOT), export.file_format
+    members: list[tuple[str, Path | bytes]] = [("README.md", export.card.encode("utf-8"))]
+    members += [(f"data/train.{ext}", root / export.train_file)]
+    if export.test_file:
+        members.append((f"data/test.{ext}", root / export.test_file))
+    temp = temporary_path(path, f"{export.pk}-{uuid.uuid4().hex[:12]}")
+    try:
+        write_zip(temp, members)
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+    return path
+
+
+def exports_sweep(*, now: datetime | None = None) -> dict[str, int]:
+    """Remove export temporary files older than an hour; queue again the builds that went silent (a killed
+    worker) and the queued exports never started (a lost message). Safe to run twice: the claim lets one
+    run of each build through."""
+    from annotations.tasks import export_build as export_build_task
+
+    now = now or timezone.now()
+    root = Path(settings.DATADAO_EXPORT_ROOT)
+    removed = sum(_remove_temporaries(folder, older_than=TEMPORARY_MAX_AGE_S)
+                  for folder in root.glob("*/*") if folder.is_dir())
+    resend = now - timedelta(seconds=QUEUED_RESEND_AFTER_S)
+    due = list(Export.objects.filter(_silent(now) | Q(state=Export.State.QUEUED, created_at__lt=resend))
+               .values_list("id", flat=True))
+    for export_id in due:
+        try:
+            export_build_task.delay(export_id)
+        except Exception:  # noqa: BLE001 - the broker is away; the next sweep tries again
+            logger.warning("exports sweep: could not queue export %s", export_id, exc_info=True)
+    if removed or due:
+        logger.info("exports sweep: %d temporary files removed, %d builds queued", removed, len(due))
+    return {"temporaries_removed": removed, "builds_queued": len(due)}

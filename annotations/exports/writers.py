@@ -1,7 +1,9 @@
 """Export files written incrementally, hashed while written, and put in place atomically (no Django).
 
-A writer writes to a hidden temporary file beside its destination (unique per
-run, so two runs of one export never share one), computes SHA-256 over the
+A writer writes to a hidden temporary file beside its destination
+(``.<name>.<tag>.tmp``: the caller's tag names the export and the run, so two
+runs of one export never share one and a later run can find an earlier
+one's leftovers), computes SHA-256 over the
 bytes as they go out, and :meth:`commit` renames the finished file over the
 destination (``os.replace``: a reader sees the old file or the new one, never
 half of one). :meth:`abort` removes the temporary file.
@@ -28,7 +30,8 @@ import os
 import queue
 import threading
 import uuid
-from collections.abc import Callable
+import zipfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +44,8 @@ import orjson
 os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 PARQUET_ROW_GROUP = 5_000
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed, so a bundle's bytes depend on its files only
+ZIP_CHUNK = 1024 * 1024
 PARQUET_COMPRESSION = "zstd"
 _JSONL_OPTIONS = orjson.OPT_APPEND_NEWLINE
 _QUEUE_DEPTH = 1
@@ -134,11 +139,16 @@ class _Output:
         self._raise()
 
 
+def temporary_path(path: Path, tag: str | None = None) -> Path:
+    """The hidden temporary file beside ``path`` that becomes it on commit."""
+    return path.with_name(f".{path.name}.{tag or uuid.uuid4().hex}.tmp")
+
+
 class _Writer:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, tag: str | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.temp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
+        self.temp = temporary_path(self.path, tag)
         self.rows = 0
         self._sink = _HashingFile(self.temp)
         self._output = _Output(self.path.name)
@@ -197,8 +207,8 @@ class ParquetWriter(_Writer):
     """Rows become Arrow record batches at once (compact, unlike Python objects); whole row groups
     are cut from them and encoded in the output thread."""
 
-    def __init__(self, path: Path, schema, *, row_group: int = PARQUET_ROW_GROUP):
-        super().__init__(path)
+    def __init__(self, path: Path, schema, *, row_group: int = PARQUET_ROW_GROUP, tag: str | None = None):
+        super().__init__(path, tag=tag)
         import pyarrow.parquet as pq
 
         self.schema = schema
@@ -253,3 +263,26 @@ class ParquetWriter(_Writer):
             self._writer.close()
         except Exception:  # noqa: BLE001 - the file is discarded anyway
             pass
+
+
+def write_zip(path: Path, members: Iterable[tuple[str, Path | bytes]],
+              progress: Callable[[], None] | None = None) -> None:
+    """Write a zip of ``members`` (name, file path or bytes) to ``path``: deflated, with fixed dates, so the
+    same members give the same bytes. ``progress`` is called after every chunk of a file (a long bundle
+    keeps its job's heartbeat)."""
+    with zipfile.ZipFile(path, mode="w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as bundle:
+        for name, source in members:
+            info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            with bundle.open(info, mode="w", force_zip64=True) as target:
+                if isinstance(source, bytes):
+                    target.write(source)
+                    continue
+                with open(source, "rb") as handle:
+                    while chunk := handle.read(ZIP_CHUNK):
+                        target.write(chunk)
+                        if progress is not None:
+                            progress()
+    with open(path, "rb+") as written:
+        os.fsync(written.fileno())

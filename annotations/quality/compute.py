@@ -77,6 +77,9 @@ SPEED_MIN_N = 5
 COLLUSION_Z = 4.0
 COLLUSION_MIN_SHARED = 10
 COLLUSION_MAX_P = 1e-3
+# Co-ratings (with anyone) a rater needs before its shared errors are tested as a whole (signals.ring_errors).
+RING_MIN_CORATED = 20
+RING_GOLD_Z = 2.0
 OUTSIDE_MAX_SHARE = 0.3
 OUTSIDE_MIN_N = 10
 COPIED_THRESHOLD = 0.8  # Jaccard of 5-character shingles
@@ -296,6 +299,7 @@ class CampaignQuality:
     speed: signals.Speed
     outside: signals.OutsideExpertise
     collusion: signals.Collusion
+    ring: signals.RingErrors
     figures: dict[str, Any] = field(default_factory=dict)
 
 
@@ -420,6 +424,25 @@ def campaign_quality(
         z_threshold=COLLUSION_Z, max_p_value=COLLUSION_MAX_P,
     )
     collusion = found._replace(rater_a=raters[found.rater_a], rater_b=raters[found.rater_b])
+    # The ring test sums a rater's shared errors over everyone it rated with. Against the consensus alone,
+    # a ring that makes most raters errs with nobody, and the honest raters it outvotes "err" together;
+    # so gold tasks join as one unit each (wrong where the top choice missed gold), and a flag also needs
+    # the errors on gold alone to lean the same way (z > RING_GOLD_Z): on gold a ring's members err
+    # together, honest raters independently.
+    g_task = np.unique(j.task_id[on_gold], return_inverse=True)[1]
+    g_wrong = j.gold_correct[on_gold] == 0
+    ring = signals.ring_errors(
+        np.concatenate([d_rater[settled], rater_row[on_gold]]),
+        np.concatenate([d_unit[settled], real_tasks.size * n_pairs + g_task]),
+        np.concatenate([is_error[settled], g_wrong]),
+        min_corated=RING_MIN_CORATED, z_threshold=COLLUSION_Z, max_p_value=COLLUSION_MAX_P,
+    )
+    on_truth = signals.ring_errors(rater_row[on_gold], g_task, g_wrong, min_corated=1, z_threshold=RING_GOLD_Z,
+                                   max_p_value=1.0)
+    leaning = np.zeros(raters.size, dtype=bool)
+    leaning[on_truth.rater[on_truth.flagged]] = True
+    ring = ring._replace(flagged=ring.flagged & leaning[ring.rater])
+    ring = ring._replace(rater=raters[ring.rater])
 
     n_judgments = np.bincount(rater_row, minlength=raters.size)
     median_seconds = _grouped_median(rater_row, seconds.astype(np.float64), raters.size)
@@ -450,7 +473,8 @@ def campaign_quality(
         reliability=reliability, sensitivity=np.where(identifiable, ds.sensitivity, np.nan),
         specificity=np.where(identifiable, ds.specificity, np.nan),
         stake=np.asarray(stakes, dtype=np.int64), vote_weight=weights, median_seconds=median_seconds,
-        gold=gold, position=position, speed=speed, outside=outside, collusion=collusion, figures=figures,
+        gold=gold, position=position, speed=speed, outside=outside, collusion=collusion, ring=ring,
+        figures=figures,
     )
 
 

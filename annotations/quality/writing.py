@@ -164,6 +164,16 @@ def rater_rows(campaign: Campaign, result: CampaignQuality, version: int, now: d
                     "p_value": _f(c.p_value[q]), "max_p_value": compute.COLLUSION_MAX_P,
                     "partner": handles.get(other), "flagged": bool(c.flagged[q]),
                 }
+    ring = result.ring
+    for q in np.flatnonzero(ring.flagged).tolist():
+        me = int(ring.rater[q])
+        if not collusion.get(me, {}).get("flagged"):  # a flagged pair names the partner: keep it
+            collusion[me] = {
+                "statistic": "z_all_partners", "value": _f(ring.z[q]), "threshold": compute.COLLUSION_Z,
+                "n": int(ring.n_corated[q]), "co_errors": int(ring.co_errors[q]), "expected": _f(ring.expected[q]),
+                "p_value": _f(ring.p_value[q]), "max_p_value": compute.COLLUSION_MAX_P,
+                "partner": None, "flagged": True,
+            }
     out = []
     for r, expert_id in enumerate(int(e) for e in result.expert_id):
         evidence: dict[str, dict] = {}

@@ -38,10 +38,14 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so every answer (a 500 from any layer below included) carries X-Request-ID.
+    "datadao.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "datadao.middleware.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # API bodies over DATA_UPLOAD_MAX_MEMORY_SIZE: 413 before anything reads them.
+    "datadao.middleware.ApiBodyLimitMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -78,6 +82,13 @@ TEMPLATES = [
 
 WSGI_APPLICATION = "datadao.wsgi.application"
 
+
+def database_test_name(database: str, override: str = "") -> str:
+    """The test database: ``DATABASE_TEST_NAME`` when set, else ``test_`` + DATABASE_URL's database, so two
+    checkouts on one server, each with its own database, never share (and drop) one test database."""
+    return override or f"test_{database}"
+
+
 DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
 }
@@ -85,8 +96,8 @@ DATABASES["default"].setdefault("ATOMIC_REQUESTS", False)
 if DATABASES["default"]["ENGINE"].endswith("postgresql"):
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-    DATABASES["default"].setdefault("TEST", {})["NAME"] = env.str(
-        "DATABASE_TEST_NAME", default="test_datadao"
+    DATABASES["default"].setdefault("TEST", {})["NAME"] = database_test_name(
+        DATABASES["default"]["NAME"], env.str("DATABASE_TEST_NAME", default="")
     )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -218,7 +229,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "datadao.api.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "datadao.api.JSONParser",
         "rest_framework.parsers.MultiPartParser",
         "rest_framework.parsers.FormParser",
     ],
@@ -278,14 +289,38 @@ CELERY_BEAT_SCHEDULE: dict = {
     },
     # Data purchases whose export finished but whose settle task gave up.
     "rewards.purchases_settle_due": {"task": "rewards.purchases_settle_due", "schedule": 10 * 60.0},
+    # Consensus of completed tasks whose job was lost (failed publish, retries spent in a database outage):
+    # every Task.consensus_due_at older than 30 s (annotations/followup.py).
+    "annotations.consensus_due_sweep": {"task": "annotations.consensus_due_sweep", "schedule": 60.0},
+    # Exports: temporary files left by killed builds (older than an hour) go; builds that stopped
+    # reporting (killed worker) or never started (lost message) are queued again.
+    "annotations.exports_sweep": {"task": "annotations.exports_sweep", "schedule": 5 * 60.0},
 }
 # Redis redelivers a task that was fetched but never acknowledged (worker
 # killed) once it has been invisible this long; the restore sweep runs about
-# every interval * throttle seconds.
+# every interval * throttle seconds. Five minutes, so a killed job resumes
+# within minutes rather than an hour. A job still running past it is
+# delivered a second time, so long jobs are built for that: every task is
+# safe to run twice; an export build reports a heartbeat (Export.heartbeat_at)
+# at least every page and a second delivery of a build whose heartbeat is
+# fresh returns at once (the exports sweep restarts one whose heartbeat went
+# silent); the consensus sweep stops starting tasks after 40 s; quality
+# compute rewrites its results whole, under its input fingerprint, so a
+# second delivery repeats work but changes nothing; embedding stores each
+# batch as it goes, so a second delivery only encodes what is still missing;
+# rewards retries wait up to 600 s, and a redelivered retry only settles an
+# idempotent settlement twice.
+# Publishing: one connection attempt (max_retries 0) and short socket
+# timeouts, so a request never waits seconds on a broker that is down;
+# work that must not be lost has a durable record and a sweep instead.
+CELERY_BROKER_CONNECTION_TIMEOUT = env.float("CELERY_BROKER_CONNECTION_TIMEOUT", default=2.0)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=300),
     "unacked_restore_interval": env.int("CELERY_UNACKED_RESTORE_INTERVAL", default=10),
     "unacked_restore_throttle": env.int("CELERY_UNACKED_RESTORE_THROTTLE", default=10),
+    "max_retries": 0,
+    "socket_connect_timeout": env.float("CELERY_BROKER_SOCKET_CONNECT_TIMEOUT", default=2.0),
+    "socket_timeout": env.float("CELERY_BROKER_SOCKET_TIMEOUT", default=5.0),
 }
 
 LOGGING = {

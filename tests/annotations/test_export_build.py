@@ -4,9 +4,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from datetime import timedelta
 
 import numpy as np
 import pytest
+from django.utils import timezone
 
 from annotations.exports import formats, selectors, services, sql_lines
 from annotations.handles import rater_handle
@@ -274,6 +276,9 @@ def test_when_two_runs_race_the_first_to_finish_keeps_its_files(data, monkeypatc
         calls.append(info)
         if len(calls) == 1:  # the outer run has written its files; a redelivered message builds it meanwhile
             TaskConsensus.objects.filter(task=data.tasks["low-margin"]).update(margin=0.95)
+            # ...having found the outer run silent for too long (a live run's second delivery stops at once).
+            Export.objects.filter(pk=export.pk).update(
+                heartbeat_at=timezone.now() - timedelta(seconds=services.HEARTBEAT_STALE_S + 1))
             inner = services.export_build(export_id=export.pk)
             assert inner.state == Export.State.DONE
         return render(info)
@@ -285,7 +290,7 @@ def test_when_two_runs_race_the_first_to_finish_keeps_its_files(data, monkeypatc
     assert outer.rows_train == len(data.expected_pairs) + 1
     assert hashlib.sha256(export_path(outer).read_bytes()).hexdigest() == outer.sha256_train
     folder = export_path(outer).parent
-    assert sorted(p.name for p in folder.iterdir()) == ["train.jsonl"]
+    assert sorted(p.name for p in folder.iterdir()) == ["bundle.zip", "train.jsonl"]
 
 
 def test_progress_counts_pages_as_they_are_read(data, settings, monkeypatch):
@@ -409,7 +414,8 @@ def test_outside_a_transaction_pages_are_read_ahead_in_another_thread(lab, monke
     monkeypatch.setattr(selectors, "iter_source_tasks", broken)
     failed = build(data.campaign, format=formats.TRL_PREFERENCE)
     assert failed.state == Export.State.FAILED and "RuntimeError" in failed.error
-    assert sorted(p.name for p in export_path(export).parent.parent.rglob("*") if p.is_file()) == ["train.jsonl"]
+    assert sorted(p.name for p in export_path(export).parent.parent.rglob("*") if p.is_file()) == [
+        "bundle.zip", "train.jsonl"]
 
 
 def test_the_job_retries_database_hiccups_then_gives_up_with_a_reason(data, monkeypatch):

@@ -14,6 +14,7 @@ from annotations.signals import (
     jaccard,
     outside_expertise,
     position_bias,
+    ring_errors,
     shingles,
     speed,
 )
@@ -213,3 +214,29 @@ class TestGoldAccuracy:
         assert not got.flagged[0]
         # 40% over 60 answers is clearly below.
         assert gold_accuracy(np.zeros(60, int), np.arange(60) < 24, bar=0.6).flagged[0]
+
+
+class TestRingErrors:
+    def test_a_ring_too_large_for_any_pair_to_show_is_flagged_and_honest_raters_are_not(self):
+        # 200 gold-like units, 6 raters each, drawn from 12 ring accounts (one shared rule, right half
+        # the time) and 10 honest raters (80% right, independently). Each ring pair shares few units.
+        rng = np.random.default_rng(7)
+        n_units, per_unit = 200, 6
+        rater = np.argsort(rng.random((n_units, 22)), axis=1)[:, :per_unit]
+        rule_wrong = rng.random(n_units) < 0.5
+        ring = rater < 12
+        is_error = np.where(ring, rule_wrong[:, None], rng.random((n_units, per_unit)) < 0.2)
+        unit = np.repeat(np.arange(n_units), per_unit)
+        got = ring_errors(rater.ravel(), unit, is_error.ravel())
+        pairs = collusion(rater.ravel(), unit, is_error.ravel())
+        by_pairs = set(pairs.rater_a[pairs.flagged].tolist()) | set(pairs.rater_b[pairs.flagged].tolist())
+        assert flagged_raters(got) == set(range(12))
+        assert len(by_pairs & set(range(12))) <= 8  # one pair at a time, part of the ring goes unseen
+
+    def test_independent_errors_are_not_flagged(self):
+        rater, unit, is_error = collusion_campaign(5)
+        independent = is_error.copy()
+        independent[:] = np.random.default_rng(1).random(is_error.size) < 0.15
+        got = ring_errors(rater, unit, independent)
+        assert not got.flagged.any()
+        assert got.n_corated.min() >= 20

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from scipy.stats import binomtest
 
 from rewards.weighting import (
+    split_with_holds,
     blended_quality,
     chance_corrected_agreement,
     data_value_multiplier,
@@ -535,3 +536,42 @@ def test_the_value_factor_scales_the_weights_and_none_leaves_them():
     weighted = settle_epoch_math(**common, value_factor=[1.5, 0.5])
     assert plain.payouts == [500, 500] and plain.value_factor is None
     assert weighted.payouts == [750, 250] and weighted.weight == pytest.approx(plain.weight * [1.5, 0.5])
+
+
+# --------------------------------------------------------------------------
+# Held payouts are set apart
+# --------------------------------------------------------------------------
+
+
+@given(
+    n=st.lists(st.integers(1, 500), min_size=2, max_size=12),
+    seed=st.integers(0, 2**32 - 1),
+    reward=st.integers(1, 10**9),
+    spare=st.integers(0, 10**12),
+)
+def test_a_held_payout_never_lowers_the_others_and_the_budget_is_conserved(n, seed, reward, spare) -> None:
+    rng = np.random.default_rng(seed)
+    weight = np.where(rng.random(len(n)) < 0.2, 0.0, rng.random(len(n)) * 50)
+    held = rng.random(len(n)) < 0.4
+    clean = np.where(held, 0.0, weight)
+    available = reward * int(sum(n)) // 2 + spare
+    payouts, dust, budget = split_with_holds(reward, n, weight, held, available)
+    alone_payouts, alone_dust, alone_budget = split_with_holds(reward, n, clean, np.zeros(len(n), bool), available)
+    assert sum(payouts) + dust == budget <= available
+    for k in range(len(n)):
+        if not held[k]:  # the experts not held get exactly what they would get without the held ones
+            assert payouts[k] == alone_payouts[k]
+        if weight[k] == 0:
+            assert payouts[k] == 0
+    if clean.sum() > 0 and budget < available:  # enough money: a held expert is set the others' rate
+        rate = alone_budget / clean.sum()
+        for k in np.flatnonzero(held & (weight > 0)).tolist():
+            assert payouts[k] == pytest.approx(rate * weight[k], abs=1.0)
+
+
+def test_a_held_ring_leaves_honest_pay_per_judgment_as_without_it() -> None:
+    n = [100, 100, 100, 100]
+    weight = np.array([30.0, 30.0, 40.0, 40.0])  # two honest, two held ring accounts that look better
+    payouts, dust, budget = split_with_holds(10, n, weight, [False, False, True, True], 10**6)
+    assert payouts[:2] == [1000, 1000]  # each honest judgment earns the reward, as if the ring were not there
+    assert payouts[2:] == [1333, 1333] and budget == sum(payouts) + dust
