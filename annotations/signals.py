@@ -141,6 +141,19 @@ class Collusion(NamedTuple):
     flagged: np.ndarray
 
 
+def _error_rates(rater_idx: npt.ArrayLike, is_error: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+    """(rater, is_error, number of raters, each rater's share of errors) from flat per-judgment arrays."""
+    rater = np.asarray(rater_idx).astype(np.int64, copy=False).ravel()
+    err = np.asarray(is_error).astype(bool).ravel()
+    if err.shape != rater.shape:
+        raise ValueError("is_error needs one entry per judgment")
+    n_raters = int(rater.max()) + 1 if rater.size else 0
+    seen = np.bincount(rater, minlength=n_raters)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        error_rate = np.bincount(rater, weights=err, minlength=n_raters) / seen
+    return rater, err, n_raters, error_rate
+
+
 def collusion(
     rater_idx: npt.ArrayLike,
     unit_idx: npt.ArrayLike,
@@ -171,15 +184,8 @@ def collusion(
     tasks and their answers, p < 1e-3 kept 7 of them, the stricter
     3.2e-5 (the normal tail at z = 4) only 1.
     """
-    rater = np.asarray(rater_idx).astype(np.int64, copy=False).ravel()
-    err = np.asarray(is_error).astype(bool).ravel()
-    if err.shape != rater.shape:
-        raise ValueError("is_error needs one entry per judgment")
+    rater, err, n_raters, error_rate = _error_rates(rater_idx, is_error)
     i, j = corated_pairs(rater, unit_idx)
-    n_raters = int(rater.max()) + 1 if rater.size else 0
-    seen = np.bincount(rater, minlength=n_raters)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        error_rate = np.bincount(rater, weights=err, minlength=n_raters) / seen
     keys, pair = np.unique(rater[i] * n_raters + rater[j], return_inverse=True)
     n = np.bincount(pair, minlength=keys.size)
     co = np.bincount(pair, weights=err[i] & err[j], minlength=keys.size).astype(np.int64)
@@ -229,15 +235,8 @@ def ring_errors(
     wider than the Poisson-binomial one, so it errs on the side of not
     flagging.
     """
-    rater = np.asarray(rater_idx).astype(np.int64, copy=False).ravel()
-    err = np.asarray(is_error).astype(bool).ravel()
-    if err.shape != rater.shape:
-        raise ValueError("is_error needs one entry per judgment")
-    n_raters = int(rater.max()) + 1 if rater.size else 0
+    rater, err, n_raters, error_rate = _error_rates(rater_idx, is_error)
     i, j = corated_pairs(rater, unit_idx)
-    seen = np.bincount(rater, minlength=n_raters)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        error_rate = np.bincount(rater, weights=err, minlength=n_raters) / seen
     both = (err[i] & err[j]).astype(np.float64)
     p = error_rate[rater[i]] * error_rate[rater[j]]
     ends = np.concatenate([rater[i], rater[j]])
