@@ -7,10 +7,12 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install install-ml demo test test-sqlite migrate seed worker bench check-deploy clean
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt clients/python/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	# The Python client for labs (clients/python), editable: its tests and tests/test_python_client.py use it.
+	$(PY) -m pip install --quiet -e ./clients/python
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -35,9 +37,10 @@ demo: seed
 	@echo "Serving on http://127.0.0.1:8000 (Ctrl-C to stop)"
 	$(PY) manage.py runserver 127.0.0.1:8000
 
-## test: the whole suite (PostgreSQL/Redis when DATABASE_URL/CELERY_BROKER_URL are set, else SQLite)
+## test: the whole suite, then the Python client's own tests (PostgreSQL/Redis when DATABASE_URL/CELERY_BROKER_URL are set, else SQLite)
 test: install-ml
 	$(PY) -m pytest -q
+	cd clients/python && $(abspath $(PY)) -m pytest -q -p no:cacheprovider
 
 # The demo's database: the expert loop, the pages and the seed on SQLite, whose
 # code paths differ from PostgreSQL's (CI runs `make test` on PostgreSQL too).

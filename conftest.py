@@ -93,12 +93,6 @@ def open_campaign(lab):
     return factories.open_campaign(lab=lab)
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    """Factories hash a password per user; the production hasher takes ~0.3 s a user."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker, django_db_keepdb):
     """pytest-django drops the test database at the end of the run (unless --reuse-db), but PostgreSQL

@@ -139,14 +139,8 @@ class QualificationAttemptAdmin(ReadOnlyAdmin):
     inlines = [QualificationItemInline]
 
 
-# Quality (issue 4): flagged raters, reports, consensus, the review queue.
-from annotations import admin_quality  # noqa: E402,F401
-
-# Exports (issue 6): read-only.
-from annotations import admin_exports  # noqa: E402,F401
-
-# Moderation (issue 7): disputes, own-ranking adjudication, voiding, audit trail.
-from annotations import admin_moderation  # noqa: E402,F401
-
-# Data value and candidate generation (issue 8): read-only.
-from annotations import admin_data_value  # noqa: E402,F401
+# The rest of the admin builds on the classes above, so it is imported by
+# AnnotationsConfig.ready, not from here (that would be an import circle):
+# admin_quality (flagged raters, reports, consensus, the review queue),
+# admin_exports, admin_moderation (disputes, own-ranking adjudication,
+# voiding, audit trail) and admin_data_value (data value, candidate generation).

@@ -1,4 +1,4 @@
-"""Moderator admin for the model side (issue 8): data values, their runs, candidate-generation jobs. Read-only:
+"""Moderator admin for the model side: data values, their runs, candidate-generation jobs. Read-only:
 these rows are written by their Celery jobs."""
 from django.contrib import admin
 

@@ -1,4 +1,4 @@
-"""Moderator admin for issue 7: the dispute queue, the review queue's own ranking, voiding, the audit trail.
+"""Moderator admin: the dispute queue, the review queue's own ranking, voiding, the audit trail.
 
 Every write is an admin action that calls one service; the rows themselves
 are read-only here (no add, change or delete), and so are the audit trail

@@ -1,4 +1,4 @@
-"""Disputes and notifications API (issue 7).
+"""Disputes and notifications API.
 
 Experts dispute their own slashes, failed gold answers and voided
 judgments; labs dispute judgments in their campaigns, naming the task by

@@ -9,3 +9,5 @@ class AnnotationsConfig(AppConfig):
     def ready(self) -> None:
         # Audit receivers (logins, failed logins, lockouts): recording only.
         from annotations import audit  # noqa: F401
+        # The admin beyond annotations/admin.py (each module builds on admin.py's classes).
+        from annotations import admin_data_value, admin_exports, admin_moderation, admin_quality  # noqa: F401

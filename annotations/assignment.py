@@ -42,6 +42,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from django.conf import settings
+from django.core.exceptions import FieldDoesNotExist
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F, OuterRef, QuerySet
 from django.utils import timezone
@@ -257,15 +258,37 @@ class _Known(NamedTuple):
     # None where the campaign's gold rate makes them irrelevant.
     gold_answers: int | None
     flagged: bool
+    # Base units bonded, read only where the campaign has a minimum stake; None: not read here.
+    bonded_stake: int | None = None
+
+
+def _bonded_stake_sql() -> tuple[str, list] | None:
+    """The rewards selector ``expert_bonded_stake`` as a scalar subquery (one ``%s``: the expert), so a Next
+    reads the stake in its context statement instead of a second, unprepared query.
+
+    annotations may not import rewards (``.importlinter``); the ledger's account model is reached through
+    the reverse relation rewards declares on ``Expert``. None without the rewards app (then the eligibility
+    rule asks :func:`annotations.money.rewards_side`). tests/annotations/test_next_stake_and_token.py
+    checks the stake a Next reads against the selector's.
+    """
+    try:
+        account = Expert._meta.get_field("ledger_accounts").related_model
+    except FieldDoesNotExist:
+        return None
+    return (f"(SELECT ra.balance FROM {account._meta.db_table} ra WHERE ra.kind = %s AND ra.expert_id = %s "
+            "ORDER BY ra.id LIMIT 1)", [account.Kind.BONDED])
 
 
 @functools.cache
-def _context_sql(gold_answers: int) -> tuple[str, Columns, Columns]:
+def _context_sql(gold_answers: int) -> tuple[str, Columns, Columns, list]:
     campaign, lease = Columns(Campaign, "c"), Columns(Assignment, "a")
+    stake = _bonded_stake_sql()
+    stake_sql, stake_params = (f"CASE WHEN c.min_stake > 0 THEN COALESCE({stake[0]}, 0) END", stake[1]) if stake \
+        else ("NULL", [])
     # The gold count stops at the bar (a LIMIT inside), and runs only where
     # the raised rate could change the chance (0 < gold_rate < raised).
     sql = (
-        f"SELECT {campaign.sql}, EXISTS (SELECT 1 FROM {ExpertDomain._meta.db_table} d "
+        f"SELECT {campaign.sql}, {stake_sql}, EXISTS (SELECT 1 FROM {ExpertDomain._meta.db_table} d "
         "WHERE d.expert_id = %s AND d.domain = c.domain AND d.state = %s), "
         "CASE WHEN c.gold_rate > 0 AND c.gold_rate < %s THEN (SELECT count(*) FROM (SELECT 1 "
         f"FROM {Judgment._meta.db_table} j WHERE j.expert_id = %s AND j.is_gold AND j.gold_correct IS NOT NULL "
@@ -275,7 +298,7 @@ def _context_sql(gold_answers: int) -> tuple[str, Columns, Columns]:
         f"{lease.sql} FROM {Campaign._meta.db_table} c LEFT JOIN {Assignment._meta.db_table} a "
         "ON a.campaign_id = c.id AND a.expert_id = %s AND a.state = %s WHERE c.id = %s"
     )
-    return sql, campaign, lease
+    return sql, campaign, lease, stake_params
 
 
 def assignment_next_in(
@@ -283,12 +306,14 @@ def assignment_next_in(
 ) -> Assignment | None:
     """``assignment_next`` for a campaign given by id (the API's Next).
 
-    The campaign, the expert's vetting in its domain, their live lease in
-    it and what decides their gold rate are read in one query, so a Next
-    costs that query and the claim.
+    The campaign, the expert's vetting in its domain, their bonded stake
+    (where the campaign has a minimum), their live lease in it and what
+    decides their gold rate are read in one prepared statement, so a Next
+    costs that statement and the claim.
     """
-    sql, campaign_columns, lease_columns = _context_sql(max(0, settings.DATADAO_NEW_EXPERT_GOLD_ANSWERS))
+    sql, campaign_columns, lease_columns, stake_params = _context_sql(max(0, settings.DATADAO_NEW_EXPERT_GOLD_ANSWERS))
     row = fetch(sql, [
+        *stake_params, *([expert.pk] if stake_params else []),
         expert.pk, ExpertDomain.State.VETTED, settings.DATADAO_NEW_EXPERT_GOLD_RATE, expert.pk, expert.pk,
         expert.pk, Assignment.State.LEASED, campaign_id,
     ], one=True)
@@ -296,10 +321,10 @@ def assignment_next_in(
         raise ServiceError("no such campaign.", field="campaign", status=404)
     width = campaign_columns.width
     campaign = campaign_columns.load(row[:width])
-    vetted, gold_answers, flagged = row[width:width + 3]
-    live = lease_columns.load(row[width + 3:])
+    stake, vetted, gold_answers, flagged = row[width:width + 4]
+    live = lease_columns.load(row[width + 4:])
     return assignment_next(expert=expert, campaign=campaign, rng=rng, now=now,
-                           _known=_Known(bool(vetted), live, gold_answers, bool(flagged)))
+                           _known=_Known(bool(vetted), live, gold_answers, bool(flagged), stake))
 
 
 def _gold_chance(campaign: Campaign, expert: Expert, known: _Known | None) -> float:
@@ -337,8 +362,10 @@ def assignment_next(
     """
     now = now or timezone.now()
     rng = rng or random.SystemRandom()
-    domain_vetted, live = (_known.domain_vetted, _known.live) if _known is not None else (None, None)
-    eligibility = expert_eligibility(expert=expert, campaign=campaign, domain_vetted=domain_vetted)
+    domain_vetted, live, stake = (
+        (_known.domain_vetted, _known.live, _known.bonded_stake) if _known is not None else (None, None, None))
+    eligibility = expert_eligibility(expert=expert, campaign=campaign, domain_vetted=domain_vetted,
+                                     bonded_stake=stake)
     if not eligibility:
         raise ServiceError(eligibility.reason, field="campaign", status=403)
 

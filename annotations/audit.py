@@ -20,7 +20,7 @@ pass the request down.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
@@ -286,8 +286,3 @@ def _connect_axes() -> None:
 
 
 _connect_axes()
-
-
-def events_for(obj: models.Model) -> Iterable[AuditEvent]:
-    """An object's audit history, newest first."""
-    return AuditEvent.objects.filter(object_type=obj._meta.label_lower, object_id=str(obj.pk))

@@ -12,7 +12,6 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import rankdata
 
 # Worker parameters are kept inside (eps, 1 - eps) so log-likelihood ratios
 # stay finite even for a rater who never erred on the items seen so far.
@@ -318,23 +317,6 @@ def weighted_bradley_terry(
         if done:
             break
     return theta
-
-
-def weighted_borda(ranks: npt.ArrayLike, weights: npt.ArrayLike | None = None) -> np.ndarray:
-    """Weighted mean Borda points per response, in [0, K-1] (higher = better).
-
-    ``ranks`` is ``(N, K)``: one ranking per judgment, 1 = best, ties allowed.
-    A response scores one point per response ranked below it and half a
-    point per response tied with it; judgments count with ``weights``.
-    """
-    r = np.atleast_2d(np.asarray(ranks, dtype=np.float64))
-    w = np.ones(r.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
-    if w.shape != (r.shape[0],):
-        raise ValueError("one weight per ranking")
-    if w.sum() <= 0:
-        return np.full(r.shape[1], np.nan)
-    points = r.shape[1] - rankdata(r, axis=1)  # K - mid-rank
-    return (w[:, None] * points).sum(axis=0) / w.sum()
 
 
 # --- Proportions with small samples ----------------------------------------

@@ -16,19 +16,19 @@ Life of a dispute::
       +------resolve-------+--> resolved (upheld | overturned), final
 
 Overturning reverses the decision through the ledger's posting function:
-a slash is given back (``rewards.services.slash_reverse``), a voided
-judgment is restored and, if its epoch was already settled, paid
-(``dispute:<id>:restore``), a lab's judgment is voided and its reward
-clawed back (``dispute:<id>:clawback``), optionally with a fraud slash
-(``dispute:<id>:fraud``). Every posting is keyed by the dispute, and the
+a slash is given back, a voided judgment is restored and, if its epoch was
+already settled, paid (``dispute:<id>:restore``), a lab's judgment is voided
+and its reward clawed back (``dispute:<id>:clawback``), optionally with a
+fraud slash (``dispute:<id>:fraud``). The money moves in
+``rewards.corrections``, reached through ``annotations.money`` (annotations
+never imports rewards). Every posting is keyed by the dispute, and the
 dispute row is locked while resolving, so resolving twice moves money once.
 Every outcome notifies the parties and is recorded in the audit trail.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
@@ -42,6 +42,7 @@ from annotations.handles import rater_handle
 from annotations.models import (
     Campaign, Dispute, Expert, Judgment, Notification, RaterQuality, Task, TaskConsensus,
 )
+from annotations.money import rewards_side
 from annotations.services import ServiceError
 
 STATEMENT_MIN = 20
@@ -108,14 +109,6 @@ def notifications_mark_read(*, user, ids: list[int] | None = None, now: datetime
 # --------------------------------------------------------------------------
 
 
-def _epoch_of(judgment: Judgment):
-    from rewards.models import Epoch
-
-    return Epoch.objects.filter(
-        campaign_id=judgment.campaign_id, starts_at__lte=judgment.submitted_at, ends_at__gt=judgment.submitted_at,
-    ).first()
-
-
 def _task_evidence(task: Task) -> dict:
     return {
         "id": task.pk, "external_id": task.external_id, "campaign": task.campaign_id, "state": task.state,
@@ -139,7 +132,6 @@ def _signals_evidence(campaign_id: int, expert_id: int) -> dict | None:
 
 def _judgment_evidence(judgment: Judgment) -> dict:
     consensus = TaskConsensus.objects.filter(task_id=judgment.task_id).first()
-    epoch = _epoch_of(judgment)
     return {
         "task": _task_evidence(judgment.task),
         "judgment": {
@@ -156,7 +148,7 @@ def _judgment_evidence(judgment: Judgment) -> dict:
             "n_raters": consensus.n_raters, "pairs": consensus.pairs, "computed_at": consensus.computed_at,
         },
         "signals": _signals_evidence(judgment.campaign_id, judgment.expert_id),
-        "epoch": None if epoch is None else {"id": epoch.pk, "index": epoch.index, "state": epoch.state},
+        "epoch": rewards_side().judgment_epoch(judgment=judgment),
     }
 
 
@@ -170,14 +162,9 @@ def _slash_evidence(slash) -> dict:
         "signals": _signals_evidence(slash.campaign_id, slash.expert_id) if slash.campaign_id else None,
     }
     if slash.epoch_id:
-        from rewards.models import EpochReward
-
-        reward = EpochReward.objects.filter(epoch_id=slash.epoch_id, expert_id=slash.expert_id).first()
+        reward = rewards_side().epoch_reward_summary(epoch_id=slash.epoch_id, expert_id=slash.expert_id)
         if reward is not None:
-            evidence["epoch_reward"] = {
-                "judgments": reward.judgments, "gold_n": reward.gold_n, "gold_correct": reward.gold_correct,
-                "agreement": reward.agreement, "quality": reward.quality, "amount": reward.amount,
-            }
+            evidence["epoch_reward"] = reward
         failed = Judgment.objects.filter(
             expert_id=slash.expert_id, campaign_id=slash.campaign_id, is_gold=True, gold_correct=False,
             submitted_at__gte=slash.epoch.starts_at, submitted_at__lt=slash.epoch.ends_at,
@@ -213,19 +200,14 @@ def _create(*, subject_key: str, **fields) -> tuple[Dispute, bool]:
 def gold_verdicts_disputable(expert: Expert):
     """Failed gold answers the expert may see and dispute: in campaigns where gold has cost them
     (a gold flag or a slash); elsewhere which tasks were gold stays secret."""
-    from rewards.models import Slash
-
-    campaigns = set(Slash.objects.filter(expert=expert, campaign__isnull=False).values_list("campaign_id", flat=True))
+    campaigns = rewards_side().slashed_campaign_ids(expert=expert)
     campaigns |= set(RaterQuality.objects.filter(expert=expert, flag_gold=True).values_list("campaign_id", flat=True))
     return Judgment.objects.filter(expert=expert, is_gold=True, gold_correct=False, voided=False,
                                    campaign_id__in=campaigns)
 
 
 def slashes_disputable(expert: Expert, now: datetime | None = None):
-    from rewards.models import Slash
-
-    since = _now(now) - timedelta(days=settings.DATADAO_DISPUTE_WINDOW_DAYS)
-    return Slash.objects.filter(expert=expert, created_at__gte=since).exclude(transaction__reversal__isnull=False)
+    return rewards_side().slashes_disputable(expert=expert, now=now)
 
 
 def dispute_open_expert(
@@ -238,11 +220,9 @@ def dispute_open_expert(
     the first dispute. Anything not the expert's own (or not disputable) is
     "not found", so ids of other experts' rows reveal nothing.
     """
-    from rewards.models import Slash
-
     statement = _clean_statement(statement)
     if kind == Dispute.Kind.SLASH:
-        slashes = Slash.objects.filter(expert=expert).select_related("epoch")
+        slashes = rewards_side().slashes_of(expert=expert)
         if slash_id is not None:
             slash = slashes.filter(pk=slash_id).first()
         elif transaction_id is not None:
@@ -379,127 +359,6 @@ def dispute_escalate(*, dispute: Dispute, moderator, note: str, now: datetime | 
     return dispute
 
 
-@dataclass(frozen=True)
-class RewardShare:
-    epoch_id: int | None
-    planned: bool  # the judgment's epoch has fixed its rewards
-    counted: bool  # ... and counted this judgment in them
-    amount: int  # what one judgment of this expert earns in that epoch
-    paid: bool  # the epoch's reward to this expert has been posted
-    claimed: int = 0  # of ``amount``, what the reward's on-chain claim took out of the platform
-
-
-def judgment_reward_share(judgment: Judgment) -> RewardShare:
-    """What one judgment earns: the expert's epoch reward divided by the judgments it counted.
-
-    Nothing while its epoch is open (settlement will decide). A judgment
-    voided before its epoch was planned was left out of the reward; its
-    worth is then the same per-judgment rate (or the campaign's reward per
-    judgment when it was the expert's only one). An expert with a wallet was
-    paid through a Merkle claim (``epoch:<id>:claim:<expert id>``): that part
-    of the share is ``claimed``, in proportion to the reward it moved. A
-    reward on hold or forfeited paid nothing: its share is 0.
-    """
-    from rewards.models import Epoch, EpochReward, LedgerEntry, LedgerTransaction
-    from rewards.settlement import claim_key, reward_key
-
-    epoch = _epoch_of(judgment)
-    if epoch is None or epoch.state == Epoch.State.OPEN or epoch.planned_at is None:
-        return RewardShare(epoch.pk if epoch else None, False, False, 0, False)
-    counted = not judgment.voided or (judgment.voided_at is not None and judgment.voided_at >= epoch.planned_at)
-    reward = EpochReward.objects.filter(epoch=epoch, expert_id=judgment.expert_id).first()
-    paid = LedgerTransaction.objects.filter(idempotency_key=reward_key(epoch.pk, judgment.expert_id)).exists()
-    if reward is None or reward.judgments <= 0:
-        amount = 0 if counted else judgment.campaign.reward_per_judgment
-        return RewardShare(epoch.pk, True, counted, amount, paid)
-    if reward.hold_state in (EpochReward.HoldState.HELD, EpochReward.HoldState.FORFEITED):
-        # Held for a moderator, or forfeited: nothing of it reached the expert, so nothing to take back or
-        # restore (the moderator deciding the hold sees the dispute).
-        return RewardShare(epoch.pk, True, counted, 0, False)
-    amount = reward.amount // reward.judgments
-    sent = LedgerEntry.objects.filter(
-        transaction__idempotency_key=claim_key(epoch.pk, judgment.expert_id), amount__gt=0,
-    ).values_list("amount", flat=True).first() or 0
-    kept = amount * (reward.amount - min(sent, reward.amount)) // reward.amount if reward.amount > 0 else amount
-    return RewardShare(epoch.pk, True, counted, amount, paid, claimed=amount - kept)
-
-
-def _judgment_key_suffix(judgment_id: int) -> str:
-    return f":judgment:{judgment_id}"
-
-
-def _net_corrections(judgment_id: int, account_id: int) -> int:
-    """What claw-backs and restorations of this judgment's reward did to the expert's available balance."""
-    from django.db.models import Sum
-
-    from rewards.models import LedgerEntry
-
-    total = LedgerEntry.objects.filter(
-        account_id=account_id, transaction__idempotency_key__endswith=_judgment_key_suffix(judgment_id),
-    ).aggregate(s=Sum("amount"))["s"]
-    return int(total or 0)
-
-
-def _post(**kwargs):
-    from rewards import ledger
-    from rewards.ledger import InsufficientFunds
-
-    try:
-        return ledger.ledger_post(**kwargs)
-    except InsufficientFunds as exc:
-        raise ServiceError(f"the ledger refused: {exc}", status=409) from exc
-
-
-def _settling_guard(share: RewardShare) -> None:
-    if share.planned and share.counted and not share.paid and share.amount > 0:
-        raise ServiceError("the judgment's epoch is being paid out right now; try again in a few minutes.",
-                           status=409)
-
-
-def _claw_back(judgment: Judgment, *, key_prefix: str, moderator, memo: str) -> dict:
-    """Take a voided judgment's reward back (expert available -> campaign escrow) if it was paid.
-
-    Takes only what that reward left in the platform, and only what is
-    there: the part sent to an on-chain claim is never taken from the
-    expert's own tokens, and tokens already withdrawn are not taken either;
-    both are reported as not recovered. On a closed campaign with every
-    epoch settled the clawed-back tokens go on to the lab
-    (``rewards.services.campaign_escrow_sweep``), in this transaction."""
-    from rewards import ledger
-    from rewards import services as reward_services
-    from rewards.models import Account, LedgerTransaction
-
-    share = judgment_reward_share(judgment)
-    _settling_guard(share)
-    if not (share.counted and share.paid and share.amount > 0):
-        return {"clawed_back": 0}
-    available = ledger.expert_account(judgment.expert_id, Account.Kind.AVAILABLE)
-    escrow = ledger.escrow_account(judgment.campaign)
-    # The lab's account too: the sweep may refund to it, and locks are taken in one pk-ordered go.
-    lab_account = ledger.lab_account(judgment.campaign.lab_id)
-    locked = ledger.lock_accounts([available.pk, escrow.pk, lab_account.pk])
-    key = f"{key_prefix}{_judgment_key_suffix(judgment.pk)}"
-    prior = LedgerTransaction.objects.filter(idempotency_key=key).first()
-    if prior is not None:
-        amount = prior.entries.filter(amount__gt=0).values_list("amount", flat=True).first() or 0
-    else:
-        amount = min(share.amount - share.claimed, locked[available.pk].balance)
-    out: dict = {"clawed_back": amount}
-    if amount:
-        posted = _post(key=key, kind=LedgerTransaction.Kind.REVERSAL, entries=[(available, -amount), (escrow, amount)],
-                       memo=memo, campaign=judgment.campaign, created_by=moderator)
-        out["transaction"] = posted.transaction_id
-        refund = reward_services.campaign_escrow_sweep(campaign=judgment.campaign)
-        if refund is not None:
-            out["refunded_to_lab"] = refund.transaction_id
-    if amount < share.amount:
-        out["not_recovered"] = share.amount - amount
-    if share.claimed:
-        out["claimed_on_chain"] = share.claimed
-        out["note"] = "the reward was sent to the expert's on-chain claim; that part is not taken from their balance"
-    return out
-
-
 def _void(judgment: Judgment, reason: str, now: datetime | None = None) -> bool:
     return bool(Judgment.objects.filter(pk=judgment.pk, voided=False).update(
         voided=True, voided_reason=reason[:2000], voided_at=_now(now)))
@@ -512,15 +371,7 @@ def _recompute_consensus(task_id: int) -> None:
 
 
 def _overturn_slash(dispute: Dispute, moderator) -> dict:
-    from rewards import services as reward_services
-
-    posted = reward_services.slash_reverse(
-        slash=dispute.slash, actor=moderator, memo=f"Slash given back: dispute {dispute.pk} overturned it",
-    )
-    if posted is None:
-        return {"slash_reversal": None, "note": "the slash moved nothing"}
-    return {"slash_reversal": posted.transaction_id, "created": posted.created,
-            "returned": dispute.slash.bonded_amount + dispute.slash.unbonding_amount}
+    return rewards_side().slash_give_back(slash=dispute.slash, dispute_id=dispute.pk, moderator=moderator)
 
 
 def _overturn_gold(dispute: Dispute) -> dict:
@@ -531,65 +382,28 @@ def _overturn_gold(dispute: Dispute) -> dict:
 def _overturn_voided(dispute: Dispute, moderator) -> dict:
     """Restore a voided judgment; pay what it lost: what was clawed back when it was voided after its epoch
     was planned, or its per-judgment share when the plan left it out."""
-    from rewards import ledger
-    from rewards.models import Account, LedgerTransaction
-
     judgment = Judgment.objects.select_for_update(of=("self",)).select_related("campaign", "task").get(pk=dispute.judgment_id)
     outcome: dict = {"judgment": judgment.pk, "restored": True, "reward_restored": 0}
     if not judgment.voided:
         return {**outcome, "note": "the judgment was restored already"}
-    share = judgment_reward_share(judgment)
-    available = ledger.expert_account(judgment.expert_id, Account.Kind.AVAILABLE)
-    key = f"dispute:{dispute.pk}:restore{_judgment_key_suffix(judgment.pk)}"
-    prior = LedgerTransaction.objects.filter(idempotency_key=key).first()
-    if prior is not None:
-        owed = prior.entries.filter(amount__gt=0).values_list("amount", flat=True).first() or 0
-    elif share.counted:
-        owed = max(0, -_net_corrections(judgment.pk, available.pk))
-    else:
-        owed = share.amount
+    outcome.update(rewards_side().judgment_reward_restore(judgment=judgment, dispute_id=dispute.pk, moderator=moderator))
     Judgment.objects.filter(pk=judgment.pk).update(voided=False, voided_reason="", voided_at=None)
-    if owed > 0:
-        escrow = ledger.escrow_account(judgment.campaign)
-        treasury = ledger.treasury_account()
-        locked = ledger.lock_accounts([escrow.pk, treasury.pk, available.pk])
-        if prior is not None:
-            source = prior.entries.filter(amount__lt=0).values_list("account_id", flat=True).first()
-        else:
-            # The lab funded the work; when its escrow is spent the DAO pays for its moderation mistake.
-            source = escrow.pk if locked[escrow.pk].balance >= owed else treasury.pk
-        posted = _post(
-            key=key, kind=LedgerTransaction.Kind.REWARD, entries=[(source, -owed), (available, owed)],
-            memo=f"Reward restored for a judgment on task {judgment.task.external_id} (dispute {dispute.pk})",
-            campaign=judgment.campaign, created_by=moderator,
-        )
-        outcome.update({"reward_restored": owed, "transaction": posted.transaction_id,
-                        "paid_from": "escrow" if source == escrow.pk else "treasury", "epoch": share.epoch_id})
-    elif not share.planned:
-        outcome["note"] = "its epoch is not settled yet: settlement will count it"
     _recompute_consensus(judgment.task_id)
     return outcome
 
 
 def _overturn_lab(dispute: Dispute, moderator, reason: str, fraud_slash: bool) -> dict:
-    from rewards import services as reward_services
-
+    money = rewards_side()
     judgment = Judgment.objects.select_for_update(of=("self",)).select_related("campaign", "task", "expert").get(
         pk=dispute.judgment_id)
     outcome: dict = {"judgment": judgment.pk, "voided": True}
-    _settling_guard(judgment_reward_share(judgment))
-    outcome.update(_claw_back(
-        judgment, key_prefix=f"dispute:{dispute.pk}:clawback", moderator=moderator,
+    outcome.update(money.judgment_reward_claw_back(
+        judgment=judgment, key_prefix=f"dispute:{dispute.pk}:clawback", moderator=moderator,
         memo=f"Reward of a judgment on task {judgment.task.external_id} clawed back (dispute {dispute.pk})",
     ))
     _void(judgment, f"Dispute {dispute.pk} (lab): {reason}")
     if fraud_slash:
-        slash = reward_services.stake_slash(
-            expert=judgment.expert, fraction=judgment.campaign.slash_fraction, key=f"dispute:{dispute.pk}:fraud",
-            reason=f"fraud finding upheld in dispute {dispute.pk}", campaign=judgment.campaign, actor=moderator,
-        )
-        outcome["fraud_slash"] = {"slash": slash.pk, "transaction": slash.transaction_id,
-                                  "amount": slash.bonded_amount + slash.unbonding_amount}
+        outcome["fraud_slash"] = money.fraud_slash(judgment=judgment, dispute_id=dispute.pk, moderator=moderator)
     _recompute_consensus(judgment.task_id)
     return outcome
 
@@ -676,8 +490,8 @@ def judgment_void(*, judgment: Judgment, moderator, reason: str, now: datetime |
     if judgment.voided:
         return False
     now = _now(now)
-    clawed = _claw_back(
-        judgment, key_prefix=f"void:{int(now.timestamp() * 1_000_000)}", moderator=moderator,
+    clawed = rewards_side().judgment_reward_claw_back(
+        judgment=judgment, key_prefix=f"void:{int(now.timestamp() * 1_000_000)}", moderator=moderator,
         memo=f"Reward of a voided judgment on task {judgment.task.external_id} clawed back",
     )
     _void(judgment, reason, now)

@@ -29,9 +29,9 @@ from annotations.models import (
     Assignment, Campaign, Domain, Expert, ExpertDomain, QualificationAttempt, QualificationItem, Task,
 )
 from annotations.ranking import RankingError, parse_ranking
+from annotations.money import rewards_side
 from annotations.services import ServiceError
-from rewards import selectors as rewards_selectors
-from rewards.wallet import validate_wallet_address
+from datadao.wallet import validate_wallet_address
 
 # A test long enough that guessing rarely passes (0.5**5 = 3% at K=2 with a
 # 0.8 bar), short enough to take in a few minutes.
@@ -181,13 +181,16 @@ class Eligibility:
         return self.eligible
 
 
-def expert_eligibility(*, expert: Expert, campaign: Campaign, domain_vetted: bool | None = None) -> Eligibility:
+def expert_eligibility(
+    *, expert: Expert, campaign: Campaign, domain_vetted: bool | None = None, bonded_stake: int | None = None,
+) -> Eligibility:
     """The one rule for who may rate a campaign: vetted in its domain, not
     suspended, holding at least its minimum bonded stake, and the campaign open.
 
     ``domain_vetted``: whether the expert is vetted in the campaign's domain,
     when the caller already read it (the Next request reads it together with
-    the campaign); None reads it here."""
+    the campaign); None reads it here. ``bonded_stake`` likewise (base units;
+    None asks the rewards side)."""
     if expert.state == Expert.State.SUSPENDED:
         return Eligibility(False, "your expert account is suspended.")
     if expert.state != Expert.State.VETTED:
@@ -201,7 +204,7 @@ def expert_eligibility(*, expert: Expert, campaign: Campaign, domain_vetted: boo
     if not domain_vetted:
         return Eligibility(False, f"you are not vetted in {campaign.get_domain_display()}.")
     if campaign.min_stake:
-        stake = rewards_selectors.expert_bonded_stake(expert=expert)
+        stake = bonded_stake if bonded_stake is not None else rewards_side().bonded_stake(expert=expert)
         if stake < campaign.min_stake:
             return Eligibility(False, f"this campaign needs a bonded stake of {campaign.min_stake}; you have {stake}.")
     return Eligibility(True)

@@ -127,7 +127,7 @@ class Campaign(models.Model):
     slash_fraction = models.FloatField(default=0.1, help_text="Share of bonded stake slashed for failing gold or fraud.")
     treasury_fee_bps = models.PositiveIntegerField(default=500, help_text="Treasury fee on revenue shares, basis points.")
 
-    # Data sales and data value (issue 8).
+    # Data sales and data value.
     data_for_sale = models.BooleanField(
         default=False,
         help_text="Other labs may buy exports of this campaign's data, for the uses its licence allows; the "
@@ -654,7 +654,7 @@ class TaskAwaitingReview(Task):
 
 
 # --------------------------------------------------------------------------
-# Exports (issue 6): frozen, reproducible snapshots of preference data
+# Exports: frozen, reproducible snapshots of preference data
 # --------------------------------------------------------------------------
 
 
@@ -743,7 +743,7 @@ class Export(models.Model):
 
 
 # --------------------------------------------------------------------------
-# Moderation (issue 7): disputes, notifications, the audit trail
+# Moderation: disputes, notifications, the audit trail
 # --------------------------------------------------------------------------
 
 

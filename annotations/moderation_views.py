@@ -1,4 +1,4 @@
-"""Browser pages for disputes and notifications (issue 7).
+"""Browser pages for disputes and notifications.
 
 An expert sees what they may dispute (their slashes, voided judgments, and
 failed gold answers once gold has cost them) and opens a dispute with a

@@ -20,7 +20,7 @@ urlpatterns = [
     path("labs/campaigns/<int:campaign_id>/quality", lab_views.campaign_quality, name="lab-campaign-quality"),
 ]
 
-# Disputes and notifications (issue 7).
+# Disputes and notifications.
 from annotations import moderation_views  # noqa: E402
 
 urlpatterns += [

@@ -25,10 +25,3 @@ class IsLabMemberOrExpert(BasePermission):
 
     def has_permission(self, request, view) -> bool:
         return IsLabMember().has_permission(request, view) or IsExpert().has_permission(request, view)
-
-
-class IsModerator(BasePermission):
-    message = "Only moderators may do this."
-
-    def has_permission(self, request, view) -> bool:
-        return roles.is_moderator(request.user)

@@ -18,25 +18,10 @@ from django.utils import timezone
 
 from annotations.importing import ImportErrors, TaskRow, iter_valid, prompt_key, validate_all
 from annotations.models import Campaign, Lab, Response, Task
+from datadao.errors import ServiceError  # noqa: F401 (annotations.services.ServiceError: what callers import)
 
 GOLD_TARGET_OVERLAP = 32767  # gold tasks are served to every expert once; no overlap cap
 IMPORT_CHUNK = 2000
-
-
-class ServiceError(Exception):
-    """A refusal a person can act on; ``field`` names the offending input."""
-
-    def __init__(self, message: str, *, field: str | None = None, status: int = 400):
-        self.message = message
-        self.field = field
-        self.status = status
-        super().__init__(message)
-
-    def as_errors(self) -> list[dict[str, Any]]:
-        out: dict[str, Any] = {"message": self.message}
-        if self.field:
-            out["field"] = self.field
-        return [out]
 
 
 def campaign_create(*, lab: Lab, name: str, domain: str, **fields: Any) -> Campaign:

@@ -15,7 +15,7 @@ def leases_reclaim() -> int:
     return assignment.leases_reclaim()
 
 
-# Quality (issue 4): consensus, agreement, signals. Only a database hiccup is
+# Quality: consensus, agreement, signals. Only a database hiccup is
 # worth retrying; both services are safe to run twice.
 _QUALITY_RETRY = {"autoretry_for": (OperationalError,), "retry_backoff": True, "max_retries": 5}
 
@@ -51,7 +51,7 @@ def quality_recompute_open_campaigns() -> int:
     return len(ids)
 
 
-# Exports (issue 6). A done or failed export is never rebuilt, and a second
+# Exports. A done or failed export is never rebuilt, and a second
 # delivery of a build whose run is alive (fresh heartbeat) returns at once,
 # so a redelivered message is harmless; only a database hiccup is retried.
 @shared_task(bind=True, name="annotations.export_build", ignore_result=True, autoretry_for=(OperationalError,),

@@ -22,7 +22,7 @@ urlpatterns = [
          name="campaign-consensus"),
 ]
 
-# Exports (issue 6).
+# Exports.
 from annotations import api_exports  # noqa: E402
 
 urlpatterns += [
@@ -31,7 +31,7 @@ urlpatterns += [
     path("exports/<int:export_id>/download", api_exports.ExportDownloadApi.as_view(), name="export-download"),
 ]
 
-# Disputes and notifications (issue 7).
+# Disputes and notifications.
 from annotations import api_moderation  # noqa: E402
 
 urlpatterns += [

@@ -6,13 +6,17 @@ gold status or anyone else's judgments.
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import transaction
+from django.db.models import Count
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
@@ -20,8 +24,9 @@ from annotations import assignment as assignment_services
 from annotations import experts, roles, selectors
 from annotations.forms import ExpertApplicationForm, SignUpForm, SkipForm
 from annotations.models import (
-    Assignment, Campaign, Expert, ExpertDomain, Flag, Judgment, QualificationAttempt,
+    Assignment, Campaign, Expert, ExpertDomain, Flag, Judgment, QualificationAttempt, Task,
 )
+from annotations.money import rewards_side
 from annotations.ranking import ranks_to_ranking, slot_letters
 from annotations.services import ServiceError
 
@@ -29,6 +34,86 @@ STRENGTH_LABELS = [
     (-3, "A much better"), (-2, "A better"), (-1, "A slightly better"), (0, "About the same"),
     (1, "B slightly better"), (2, "B better"), (3, "B much better"),
 ]
+
+
+@dataclass(frozen=True)
+class Shortcut:
+    """One row of the rating page's keyboard list; the page script binds ``keys`` to ``action``."""
+
+    keys: tuple[str, ...]  # KeyboardEvent.key values
+    shown: tuple[str, ...]  # the keys as the list shows them
+    action: str
+    text: str
+
+
+def rating_shortcuts(*, k: int, uses_strength: bool, has_ratings: bool) -> list[Shortcut]:
+    """The rating page's shortcuts: the list on the page and the key handlers both come from here."""
+    if uses_strength:
+        rows = [
+            Shortcut(("1", "2"), ("1", "2"), "prefer", "A or B is better"),
+            Shortcut(("ArrowLeft", "ArrowRight"), ("←", "→"), "nudge", "move the preference toward A or B"),
+            Shortcut(("0",), ("0",), "same", "about the same"),
+        ]
+    else:
+        digits = tuple(str(i) for i in range(1, k + 1))
+        rows = [
+            Shortcut(digits, ("1", "2") if k == 2 else ("1", "…", str(k)), "rank", "rank responses, best first"),
+            Shortcut(("ArrowUp", "ArrowDown"), ("↑", "↓"), "move", "move the selected response"),
+            Shortcut(("t", "T"), ("T",), "tie", "tie with the one above"),
+            Shortcut(("Backspace", "Delete"), ("⌫",), "clear", "clear the ranking"),
+        ]
+    if has_ratings:
+        rows += [
+            Shortcut(tuple("12345"), ("1", "…", "5"), "rate",
+                     "rate the highlighted attribute (highlighted once the preference is set; moves on by itself)"),
+            Shortcut(("n", "N"), ("N",), "next-question", "highlight the next question"),
+            Shortcut(("p", "P"), ("P",), "previous-question", "highlight the previous question"),
+        ]
+    return rows + [
+        Shortcut(("r", "R"), ("R",), "rationale", "write the rationale (Esc to leave)"),
+        Shortcut(("Enter",), ("Enter",), "submit", "submit; the next task follows at once"),
+        Shortcut(("s", "S"), ("S",), "skip", "skip, with a reason"),
+    ]
+
+
+def rating_messages(campaign: Campaign) -> dict[str, str]:
+    """What the rating page says about a missing answer, in the page's own words.
+
+    The page script checks the form with these before it is sent, and the
+    server's errors are shown with the same sentences.
+    """
+    k = campaign.responses_per_task
+    return {
+        "strength": "Which response is better? Choose one of the seven answers (1 or 2, then ← → to adjust; 0 for about the same).",
+        "ranking": f"Your ranking: rank every response, best first (keys 1–{k}); missing {{missing}}.",
+        "rating": "Response {slot}, {axis}: choose 1–5.",
+        "rationale": "Rationale: write at least {min} characters (you wrote {n}).",
+    }
+
+
+def _page_errors(exc: ServiceError, campaign: Campaign, post) -> list[str]:
+    """The service's field errors as the rating page words them."""
+    words = rating_messages(campaign)
+    uses_strength = campaign.responses_per_task == 2 and campaign.strength_scale
+    letters = slot_letters(campaign.responses_per_task)
+    out: list[str] = []
+    for error in exc.as_errors():
+        field = error.get("field") or ""
+        parts = field.split(".")
+        if field == "strength" or (field == "ranking" and uses_strength):
+            text = words["strength"]
+        elif field == "ranking":
+            missing = [x for x in letters if not post.get(f"rank_{x}", "").strip().isdigit()]
+            text = words["ranking"].format(missing=", ".join(missing)) if missing else f"Your ranking: {error['message']}"
+        elif parts[0] == "ratings" and len(parts) == 3:
+            text = words["rating"].format(slot=parts[2], axis=parts[1])
+        elif field == "rationale" and len(post.get("rationale", "").strip()) < campaign.rationale_min_length:
+            text = words["rationale"].format(min=campaign.rationale_min_length, n=len(post.get("rationale", "").strip()))
+        else:
+            text = f"{parts[0].capitalize()}: {error['message']}" if field else error["message"]
+        if text not in out:
+            out.append(text)
+    return out
 
 
 def home(request):
@@ -100,8 +185,14 @@ def expert_status(request):
     open_attempts = {
         a.domain: a for a in QualificationAttempt.objects.filter(expert=expert, finished_at__isnull=True)
     }
+    # A domain's test is drawn from its gold tasks; without enough of them there is no test to take yet.
+    gold = dict(
+        Task.objects.filter(is_gold=True, campaign__domain__in=[v.domain for v in vettings])
+        .values_list("campaign__domain").annotate(n=Count("id")).values_list("campaign__domain", "n")
+    )
     for vetting in vettings:
         vetting.open_attempt = open_attempts.get(vetting.domain)
+        vetting.test_ready = gold.get(vetting.domain, 0) >= experts.qualification_items()
     attempts = QualificationAttempt.objects.filter(expert=expert, finished_at__isnull=False)[:10]
     return render(request, "annotations/expert_status.html", {
         "expert": expert, "vettings": vettings, "attempts": attempts,
@@ -194,19 +285,18 @@ def rate_campaigns(request):
 
 def _campaign_earnings(expert: Expert, campaign: Campaign) -> int:
     """Settled rewards of this expert in this campaign, base units (unsettled work shows as pending)."""
-    from django.db.models import Sum
-
-    from rewards.selectors import expert_earnings
-
-    total = expert_earnings(expert=expert).filter(epoch__campaign=campaign).aggregate(s=Sum("amount"))["s"]
-    return int(total or 0)
+    return rewards_side().campaign_earnings(expert=expert, campaign=campaign)
 
 
 def _rating_context(expert: Expert, campaign: Campaign, lease: Assignment | None, posted=None) -> dict:
     k = campaign.responses_per_task
+    uses_strength = k == 2 and campaign.strength_scale
+    shortcuts = rating_shortcuts(k=k, uses_strength=uses_strength, has_ratings=bool(campaign.attribute_axes))
     context = {
         "campaign": campaign, "lease": lease, "k": k, "letters": slot_letters(k),
-        "uses_strength": k == 2 and campaign.strength_scale, "strength_labels": STRENGTH_LABELS,
+        "uses_strength": uses_strength, "strength_labels": STRENGTH_LABELS,
+        "shortcuts": shortcuts, "shortcut_keys": [asdict(s) for s in shortcuts],
+        "form_messages": rating_messages(campaign),
         "flags": Flag.choices, "axes": campaign.attribute_axes or [], "likert": range(1, 6),
         "rated": Judgment.objects.filter(expert=expert, campaign=campaign).count(),
         "eligibility": experts.expert_eligibility(expert=expert, campaign=campaign),
@@ -241,7 +331,7 @@ def _form_state(posted, campaign: Campaign, responses: list[dict]) -> dict:
 
 @login_required
 def rate(request, campaign_id: int):
-    """The rating page: the expert's live lease, or a Next button."""
+    """The rating page: the expert's live lease, a Start button, or the empty state (``?done``)."""
     expert = _rating_expert(request)
     campaign = get_object_or_404(Campaign, pk=campaign_id)
     lease = (
@@ -251,7 +341,23 @@ def rate(request, campaign_id: int):
     if lease is not None and lease.expires_at <= timezone.now():
         messages.info(request, "Your lease on the last task expired; press Next for another.")
         lease = None
-    return render(request, "annotations/rate.html", _rating_context(expert, campaign, lease))
+    context = _rating_context(expert, campaign, lease)
+    context["done"] = lease is None and "done" in request.GET
+    return render(request, "annotations/rate.html", context)
+
+
+def _to_next_task(request, expert: Expert, campaign: Campaign):
+    """Lease the next task and show it at once; the empty state when nothing is left.
+
+    Called after a submit or a skip too, so that one Enter per task is all it takes.
+    """
+    try:
+        lease = assignment_services.assignment_next(expert=expert, campaign=campaign)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+        return redirect("annotations_pages:rate", campaign_id=campaign.pk)
+    url = reverse("annotations_pages:rate", kwargs={"campaign_id": campaign.pk})
+    return redirect(url if lease is not None else f"{url}?done")
 
 
 @login_required
@@ -259,14 +365,7 @@ def rate(request, campaign_id: int):
 def rate_next(request, campaign_id: int):
     expert = _rating_expert(request)
     campaign = get_object_or_404(Campaign, pk=campaign_id)
-    try:
-        lease = assignment_services.assignment_next(expert=expert, campaign=campaign)
-    except ServiceError as exc:
-        messages.error(request, exc.message)
-        return redirect("annotations_pages:rate", campaign_id=campaign.pk)
-    if lease is None:
-        messages.info(request, "Nothing left for you in this campaign. Thank you!")
-    return redirect("annotations_pages:rate", campaign_id=campaign.pk)
+    return _to_next_task(request, expert, campaign)
 
 
 def _judgment_input(post, campaign: Campaign) -> assignment_services.JudgmentInput:
@@ -318,23 +417,20 @@ def rate_submit(request, assignment_id: int):
         )
     except assignment_services.JudgmentInvalid as exc:
         context = _rating_context(expert, campaign, lease, posted=request.POST)
-        errors = _field_errors(exc)
-        if context["uses_strength"] and "strength" in errors:
-            errors.pop("ranking", None)  # on this form the ranking is read off the strength scale
-        context["errors"] = errors
+        context["errors"] = _page_errors(exc, campaign, request.POST)
         return render(request, "annotations/rate.html", context, status=400)
     except ServiceError as exc:
         messages.error(request, exc.message)
-    else:
-        messages.success(request, "Judgment saved.")
-    return redirect("annotations_pages:rate", campaign_id=campaign.pk)
+        return redirect("annotations_pages:rate", campaign_id=campaign.pk)
+    messages.success(request, "Judgment saved.")
+    return _to_next_task(request, expert, campaign)
 
 
 @login_required
 @require_POST
 def rate_skip(request, assignment_id: int):
     expert = _rating_expert(request)
-    lease = get_object_or_404(Assignment, pk=assignment_id, expert=expert)
+    lease = get_object_or_404(Assignment.objects.select_related("campaign"), pk=assignment_id, expert=expert)
     form = SkipForm(request.POST)
     try:
         if not form.is_valid():
@@ -342,9 +438,9 @@ def rate_skip(request, assignment_id: int):
         assignment_services.assignment_skip(expert=expert, assignment_id=lease.pk, reason=form.cleaned_data["reason"])
     except ServiceError as exc:
         messages.error(request, exc.message)
-    else:
-        messages.info(request, "Task skipped; it will not be offered to you again.")
-    return redirect("annotations_pages:rate", campaign_id=lease.campaign_id)
+        return redirect("annotations_pages:rate", campaign_id=lease.campaign_id)
+    messages.info(request, "Task skipped; it will not be offered to you again.")
+    return _to_next_task(request, expert, lease.campaign)
 
 
 @login_required

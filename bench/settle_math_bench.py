@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rewards.merkle import build_distribution  # noqa: E402
-from rewards.wallet import to_checksum_address  # noqa: E402
+from datadao.wallet import to_checksum_address  # noqa: E402
 from rewards.weighting import settle_epoch_math, time_weighted_stakes  # noqa: E402
 
 RUNS = 3

@@ -19,8 +19,6 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.utils import json
 from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
-from rest_framework.views import exception_handler as drf_exception_handler
-from rest_framework.views import set_rollback
 
 from datadao import errors as http_errors
 
@@ -50,12 +48,36 @@ class JSONParser(parsers.JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
         encoding = parsers.get_encoding(parser_context or {})
         try:
-            return json.load(codecs.getreader(encoding)(stream), parse_constant=json.strict_constant,
+            data = json.load(codecs.getreader(encoding)(stream), parse_constant=json.strict_constant,
                              parse_float=_finite_float)
         except RecursionError:
             raise exceptions.ParseError("JSON parse error - nested too deeply.") from None
         except ValueError as exc:
             raise exceptions.ParseError(f"JSON parse error - {exc}") from None
+        # Python's parser stops at the interpreter's recursion limit, which a library may have raised
+        # (py-evm sets 12,288): the depth rule must not depend on it.
+        if _too_deep(data, MAX_JSON_DEPTH):
+            raise exceptions.ParseError("JSON parse error - nested too deeply.")
+        return data
+
+
+# As deep as orjson (the fast lane's parser) goes; no request of the API nests more than a few levels.
+MAX_JSON_DEPTH = 1024
+
+
+def _too_deep(data: Any, limit: int) -> bool:
+    """Whether ``data`` nests lists and dicts more than ``limit`` deep (iterative: no recursion)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            value = value.values()
+        elif not isinstance(value, list):
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in value if isinstance(child, (list, dict)))
+    return False
 
 
 class ApiError(exceptions.APIException):
@@ -108,15 +130,19 @@ def _encodable(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def call_service(fn, /, **kwargs):
     """Call a service for an API view: a refusal it raises (``ServiceError``: message, field, status)
     becomes an :class:`ApiError` in the API's error shape."""
-    from annotations.services import ServiceError
-
     try:
         return fn(**kwargs)
-    except ServiceError as exc:
+    except http_errors.ServiceError as exc:
         raise ApiError(exc.as_errors(), status_code=exc.status) from exc
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
+    # Imported here: rest_framework.views reads the parser and pagination classes of the settings, which
+    # live in this module, so importing it while this module loads fails when it is DRF's first import
+    # (`manage.py check --deploy` runs DRF's pagination check before anything else imports its views).
+    from rest_framework.views import exception_handler as drf_exception_handler
+    from rest_framework.views import set_rollback
+
     if isinstance(exc, ApiError):
         return Response({"errors": _encodable(exc.errors)}, status=exc.status_code)
     if isinstance(exc, http_errors.UNAVAILABLE):

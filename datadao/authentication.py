@@ -46,10 +46,34 @@ def _statement() -> tuple[str, Columns, Columns]:
     return sql, user, expert
 
 
+_CHECKED = "_datadao_token_check"
+
+
+def remember_token_check(request, key: str, outcome) -> None:
+    """Keep a token check's outcome ((user, token), or the ``AuthenticationFailed``) on the Django request."""
+    setattr(request, _CHECKED, (key, outcome))
+
+
 class ApiTokenAuthentication(TokenAuthentication):
-    """``Authorization: Token <key>``: the user, their expert profile and their roles in one query."""
+    """``Authorization: Token <key>``: the user, their expert profile and their roles in one query.
+
+    A key already checked in this request (by the experts' fast lane, :mod:`datadao.hotpath`) is not
+    read again: the same user, or the same refusal.
+    """
+
+    _checked = None
+
+    def authenticate(self, request):
+        # DRF makes its authenticators per request, so this instance serves one request only.
+        self._checked = getattr(getattr(request, "_request", request), _CHECKED, None)
+        return super().authenticate(request)  # the header's parsing and its refusals stay DRF's
 
     def authenticate_credentials(self, key):
+        checked = self._checked
+        if checked is not None and checked[0] == key:
+            if isinstance(checked[1], exceptions.AuthenticationFailed):
+                raise checked[1]
+            return checked[1]
         sql, user_columns, expert_columns = _statement()
         row = fetch(sql, [*roles.ALL_ROLES, key], one=True)
         if row is None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 from django import db
 from django.conf import settings
@@ -25,6 +26,25 @@ from django.template import loader
 from kombu.exceptions import OperationalError as BrokerUnavailable
 
 logger = logging.getLogger("datadao.errors")
+
+
+class ServiceError(Exception):
+    """A refusal a person can act on, raised by any app's services; ``field`` names the offending input.
+
+    The API turns it into its error shape (:func:`datadao.api.call_service`), the pages into a form error."""
+
+    def __init__(self, message: str, *, field: str | None = None, status: int = 400):
+        self.message = message
+        self.field = field
+        self.status = status
+        super().__init__(message)
+
+    def as_errors(self) -> list[dict[str, Any]]:
+        out: dict[str, Any] = {"message": self.message}
+        if self.field:
+            out["field"] = self.field
+        return [out]
+
 
 # Outages worth a retry: the database refusing or dropping connections (a
 # deadlock or a cancelled statement is an OperationalError too, and also

@@ -13,7 +13,12 @@ loop directly:
 * a JSON body whose fields already have the plain types the view's serializer
   would accept unchanged (the view's ``fast_input`` decides);
 * the response written with orjson, in the same shape (datetimes in ISO 8601
-  with ``Z``, as DRF's encoder writes them).
+  with ``Z``, as DRF's encoder writes them) and with the headers DRF adds
+  (``Allow``);
+* the token is checked once: a request the lane hands to DRF keeps the outcome.
+
+tests/annotations/test_fast_lane_equivalence.py sends the same random requests
+through both lanes and compares status, body and headers.
 
 Anything else (no token, a bad or inactive token, a session login, a missing
 permission, a throttled client, an ``Accept`` header that refuses JSON,
@@ -34,7 +39,7 @@ from django.http import HttpRequest, HttpResponse
 from rest_framework import exceptions
 from rest_framework.authentication import get_authorization_header
 
-from datadao.authentication import ApiTokenAuthentication
+from datadao.authentication import ApiTokenAuthentication, remember_token_check
 
 _DUMPS_OPTIONS = orjson.OPT_UTC_Z
 _UTF8 = ("utf-8", "utf8")  # orjson reads UTF-8 only; DRF decodes any other declared charset
@@ -45,14 +50,25 @@ def json_response(data: Any, status: int = 200) -> HttpResponse:
 
 
 def token_user(request: HttpRequest):
-    """The active user behind a well-formed ``Authorization: Token <key>`` header, or None."""
+    """The active user behind a well-formed ``Authorization: Token <key>`` header, or None.
+
+    The outcome (the user, or the refusal) is kept on the request, so when the DRF view takes the request
+    after all, its :class:`~datadao.authentication.ApiTokenAuthentication` reuses it: one token check per
+    request.
+    """
     auth = get_authorization_header(request).split()
     if len(auth) != 2 or auth[0].lower() != b"token":
         return None
     try:
-        user, _token = ApiTokenAuthentication().authenticate_credentials(auth[1].decode())
-    except (exceptions.AuthenticationFailed, UnicodeError):
+        key = auth[1].decode()
+    except UnicodeError:
+        return None  # DRF words this refusal
+    try:
+        user, token = ApiTokenAuthentication().authenticate_credentials(key)
+    except exceptions.AuthenticationFailed as exc:
+        remember_token_check(request, key, exc)
         return None
+    remember_token_check(request, key, (user, token))
     return user
 
 
@@ -76,6 +92,8 @@ class HotPathMixin:
         drf_view = super().as_view(**initkwargs)
         permissions = [permission() for permission in cls.permission_classes]
         throttles = cls.throttle_classes
+        # The headers DRF adds to every response of the view (Allow; Vary: Accept with several renderers).
+        headers = cls(**initkwargs).default_response_headers
 
         def view(request: HttpRequest, *args, **kwargs):
             if (request.method == "POST" and request.content_type == "application/json"
@@ -91,7 +109,10 @@ class HotPathMixin:
                         except orjson.JSONDecodeError:
                             value = None
                 if value is not None and all(t().allow_request(request, None) for t in throttles):
-                    return cls.fast_run(request, value, **kwargs)
+                    response = cls.fast_run(request, value, **kwargs)
+                    for name, header in headers.items():
+                        response[name] = header
+                    return response
             return drf_view(request, *args, **kwargs)
 
         # The URL resolver, CSRF and drf-spectacular read the DRF view's

@@ -1,22 +1,25 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
 from annotations import views as annotation_views
 from datadao.middleware import csp_override
-
-SWAGGER_CDN = "https://cdn.jsdelivr.net"
 
 api_v1 = [
     path("", include("annotations.urls")),
     path("", include("rewards.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    # Swagger UI comes from its CDN and its page script from ?script (no inline script).
+    # Swagger UI and ReDoc come from the app's static files (drf-spectacular-sidecar), so the docs work
+    # offline; Swagger's page script comes from ?script (no inline script). Both set inline styles.
     path("docs/", csp_override(
-        SpectacularSwaggerSplitView.as_view(url_name="schema"), script_src=["'self'", SWAGGER_CDN],
-        style_src=["'self'", SWAGGER_CDN, "'unsafe-inline'"], img_src=["'self'", "data:", SWAGGER_CDN],
+        SpectacularSwaggerSplitView.as_view(url_name="schema"), style_src=["'self'", "'unsafe-inline'"],
     ), name="swagger-ui"),
+    # ReDoc builds its search index in a worker started from a blob: URL.
+    path("redoc/", csp_override(
+        SpectacularRedocView.as_view(url_name="schema", template_name="api/redoc.html"),
+        style_src=["'self'", "'unsafe-inline'"], worker_src=["'self'", "blob:"],
+    ), name="redoc"),
 ]
 
 # The API first: its requests (most of all, the experts' rating loop) then

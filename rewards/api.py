@@ -301,3 +301,31 @@ class EpochClaimApi(APIView):
         if claim is None:
             raise ApiError([{"message": "no claim for this address in this epoch."}], status_code=404)
         return Response(self.ClaimOutput(self.payload(claim)).data)
+
+
+class CumulativeClaimApi(APIView):
+    """An address's claim on the cumulative distributor (all settled epochs): the cumulative amount, its
+    proof, the ready calldata for ``claim`` and, when a chain is configured (``CHAIN_RPC_URL``), what the
+    address already claimed on-chain. Anyone, even anonymous; 404 when the address has no earnings."""
+
+    permission_classes = [AllowAny]
+
+    class CumulativeClaimOutput(serializers.Serializer):
+        address = serializers.CharField()
+        index = serializers.IntegerField()
+        cumulative = serializers.IntegerField(help_text="Base units earned over every settled epoch.")
+        proof = serializers.ListField(child=serializers.CharField())
+        root = serializers.CharField()
+        calldata = serializers.CharField(help_text="Data of the distributor's claim(index, account, cumulative, "
+                                                   "proof) call, ready for a wallet.")
+        claimed_on_chain = serializers.IntegerField(allow_null=True, help_text="Null when no chain is configured.")
+        distributor = serializers.CharField(required=False)
+
+    @extend_schema(responses={200: CumulativeClaimOutput, 404: OpenApiResponse(description="No earnings for this address.")})
+    def get(self, request, address: str):
+        from rewards import chain
+
+        info = chain.claim_for(address, chain.connect())
+        if info is None:
+            raise ApiError([{"message": "no earnings for this address."}], status_code=404)
+        return Response(self.CumulativeClaimOutput(info).data)

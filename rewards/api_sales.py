@@ -1,4 +1,4 @@
-"""Data sales API (issue 8): a lab offers a campaign's data; other labs buy exports of it.
+"""Data sales API: a lab offers a campaign's data; other labs buy exports of it.
 
 Who may call what:
 

@@ -15,7 +15,7 @@ Life of a held reward (``EpochReward.hold_state``)::
 Settlement plans a held reward like any other but does not pay it; it stays
 in escrow, reserved (``selectors.held_outstanding``), so neither a later
 epoch nor the escrow refund can spend it. Release posts the reward under
-``settlement.reward_key``, the key settlement would have used, so it is paid
+``rewards.keys.reward_key``, the key settlement would have used, so it is paid
 once whatever runs again. Each decision is a conditional update of one row
 (``WHERE hold_state = 'held'``): of two moderators deciding at once, one
 wins and the other gets a 409.
@@ -36,8 +36,8 @@ from annotations.disputes import notification_send
 from annotations.models import RaterQuality
 from annotations.services import ServiceError
 from rewards import ledger, services
-from rewards import settlement  # the module, not its names: settlement imports this module too
 from rewards.amounts import format_amount
+from rewards.keys import reward_key
 from rewards.ledger import InsufficientFunds
 from rewards.models import Account, EpochReward, LedgerEntry, LedgerTransaction
 
@@ -133,7 +133,7 @@ def epoch_reward_release(*, reward_id: int, moderator, note: str = "", now: date
         _decide(reward, state=HoldState.RELEASED, moderator=moderator, note=note, now=now, wallet_address="")
         try:
             posted = ledger.ledger_post(
-                key=settlement.reward_key(epoch.pk, reward.expert_id), kind=LedgerTransaction.Kind.REWARD,
+                key=reward_key(epoch.pk, reward.expert_id), kind=LedgerTransaction.Kind.REWARD,
                 entries=[(escrow, -reward.amount), (available, reward.amount)],
                 memo=f"Epoch {epoch.index} reward, {campaign.name} (released after review)"[:500],
                 campaign=campaign, epoch=epoch, created_by=moderator,

@@ -33,7 +33,7 @@ from typing import TypedDict
 from eth_abi.packed import encode_packed
 from eth_hash.auto import keccak
 
-from rewards.wallet import to_checksum_address, validate_wallet_address
+from datadao.wallet import to_checksum_address, validate_wallet_address
 
 __all__ = [
     "Claim",

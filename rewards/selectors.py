@@ -14,7 +14,7 @@ from django.db.models import Count, Q, QuerySet, Sum
 
 from annotations.models import Campaign, Expert, Lab
 from rewards.models import Account, DataPurchase, EpochClaim, EpochReward, LedgerEntry, LedgerTransaction, Unbonding
-from rewards.wallet import to_checksum_address
+from datadao.wallet import to_checksum_address
 
 
 def expert_bonded_stake(*, expert) -> int:
@@ -24,6 +24,14 @@ def expert_bonded_stake(*, expert) -> int:
         .values_list("balance", flat=True)
         .first()
         or 0
+    )
+
+
+def experts_bonded_stake(*, expert_ids: Iterable[int]) -> dict[int, int]:
+    """Bonded stake per expert id, in one read (experts without a bonded account left out)."""
+    return dict(
+        Account.objects.filter(kind=Account.Kind.BONDED, expert_id__in=list(expert_ids))
+        .values_list("expert_id", "balance")
     )
 
 
@@ -83,6 +91,12 @@ def expert_earnings(*, expert: Expert) -> QuerySet[EpochReward]:
         .select_related("epoch", "epoch__campaign")
         .order_by("-epoch__ends_at", "-epoch_id")
     )
+
+
+def campaign_earnings(*, expert: Expert, campaign: Campaign) -> int:
+    """Settled rewards of this expert in this campaign, base units (unsettled work shows as pending)."""
+    total = expert_earnings(expert=expert).filter(epoch__campaign=campaign).aggregate(s=Sum("amount"))["s"]
+    return int(total or 0)
 
 
 def claim_for(*, epoch_id: int, address: str) -> EpochClaim | None:

@@ -36,6 +36,7 @@ from annotations.quality.selectors import RaterEpochQuality, rater_epoch_quality
 from annotations.services import ServiceError
 from rewards import holds, ledger, selectors, services
 from rewards.bulk import insert_rows
+from rewards.keys import claim_key, reward_key
 from rewards.merkle import build_distribution
 from rewards.models import Account, Epoch, EpochClaim, EpochReward, LedgerEntry, LedgerTransaction, Slash
 from rewards.weighting import data_value_multiplier, settle_epoch_math, time_weighted_stake, wilson_upper_bound
@@ -74,14 +75,6 @@ class EpochNotReady(Exception):
 
 class SettlementIncomplete(ledger.LedgerError):
     """The ledger does not match the plan after paying; the epoch stays settling."""
-
-
-def reward_key(epoch_id: int, expert_id: int) -> str:
-    return f"epoch:{epoch_id}:reward:{expert_id}"
-
-
-def claim_key(epoch_id: int, expert_id: int) -> str:
-    return f"epoch:{epoch_id}:claim:{expert_id}"
 
 
 def epoch_settle(*, epoch_id: int, now: datetime | None = None, chunk_size: int | None = None) -> Epoch:

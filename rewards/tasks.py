@@ -58,3 +58,14 @@ def purchase_settle(purchase_id: int) -> None:
 def purchases_settle_due() -> int:
     """Settle every data purchase whose export has finished and that no task settled yet (periodic, by beat)."""
     return revenue.purchases_settle_due()
+
+
+@shared_task(name="rewards.chain_publish_root", ignore_result=True, autoretry_for=(OSError,), retry_backoff=30,
+             max_retries=5)
+def chain_publish_root() -> dict | None:
+    """Publish the cumulative claim root on-chain when ``CHAIN_RPC_URL`` is set (periodic; a no-op otherwise,
+    and when the root on chain is already the latest)."""
+    from rewards import chain
+
+    connected = chain.connect()
+    return chain.publish_root(connected) if connected is not None else None

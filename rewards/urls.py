@@ -12,7 +12,8 @@ urlpatterns = [
     path("me/unstake", api.UnstakeApi.as_view(), name="me-unstake"),
     path("campaigns/<int:campaign_id>/fund", api.CampaignFundApi.as_view(), name="campaign-fund"),
     path("epochs/<int:epoch_id>/claims/<str:address>", api.EpochClaimApi.as_view(), name="epoch-claim"),
-    # Data sales and revenue sharing (issue 8).
+    path("claims/<str:address>", api.CumulativeClaimApi.as_view(), name="cumulative-claim"),
+    # Data sales and revenue sharing.
     path("campaigns/<int:campaign_id>/data-sale", api_sales.CampaignDataSaleApi.as_view(), name="campaign-data-sale"),
     path("datasets/", api_sales.DatasetListApi.as_view(), name="datasets"),
     path("datasets/<int:campaign_id>/purchases", api_sales.PurchaseCreateApi.as_view(), name="dataset-purchase"),

@@ -103,14 +103,14 @@ class ExpertFactory(factory.django.DjangoModelFactory):
                 )
 
 
-# Experts, leases and judgments (issue 3).
+# Experts, leases and judgments.
 
 
 def wallet(seed: int | str) -> str:
     """A distinct, correctly checksummed (EIP-55) wallet address."""
     import hashlib
 
-    from rewards.wallet import to_checksum_address
+    from datadao.wallet import to_checksum_address
 
     return to_checksum_address("0x" + hashlib.sha1(str(seed).encode()).hexdigest())
 
@@ -130,7 +130,7 @@ def open_campaign(**kwargs) -> Campaign:
     return CampaignFactory(**kwargs)
 
 
-# Ledger, stakes and epochs (issue 5).
+# Ledger, stakes and epochs.
 
 
 def rewards_moderator(**kwargs) -> User:
@@ -201,7 +201,7 @@ class EpochFactory(factory.django.DjangoModelFactory):
     ends_at = factory.LazyAttribute(lambda e: e.starts_at + _ONE_WEEK)
 
 
-# Quality (issue 4): many tasks and judgments at once.
+# Quality: many tasks and judgments at once.
 
 
 def tasks_bulk(campaign: Campaign, n: int, *, prefix: str = "bulk", words: int = 60, gold=None) -> list[Task]:
@@ -259,7 +259,7 @@ def judgments_bulk(rows: list[dict]) -> list:
     return judgments
 
 
-# Exports (issue 6).
+# Exports.
 
 
 def consensus_for(task: Task, ranks: list[int], *, margins: list[float] | None = None, margin: float = 0.9,

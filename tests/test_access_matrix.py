@@ -1,4 +1,4 @@
-"""Access control matrix (issue 7): every page and API endpoint, every role, exactly the expected answer.
+"""Access control matrix: every page and API endpoint, every role, exactly the expected answer.
 
 Roles: anonymous, an expert (who owns the expert-side rows in the world
 below), another expert, a member of the lab owning the campaign, a member
@@ -92,7 +92,7 @@ def build_world(tmp_path, settings) -> World:
                                weight=1.0, amount=100, wallet_address=expert.wallet_address)
     EpochClaim.objects.create(epoch=epoch, address=expert.wallet_address, index=0, amount=100, proof=b"\0" * 32)
 
-    # Issue 8: Lab One bought an export of Lab Two's campaign; Lab One runs a generation job.
+    # Data sales and generation: Lab One bought an export of Lab Two's campaign; Lab One runs a generation job.
     sold = Export.objects.create(campaign=other_campaign, format="trl_preference", state="done",
                                  train_file="train.jsonl", sha256_train="0" * 64, requested_by=lab_user)
     purchase = DataPurchase.objects.create(buyer=lab, campaign=other_campaign, export=sold, bought_by=lab_user,
@@ -243,9 +243,12 @@ MATRIX: dict[tuple[str, str], tuple[str, str, object, dict]] = {
         "post", "/api/v1/campaigns/{campaign}/fund", {"amount": TOKEN}, _e(API_ANON, 403, 403, 201, 404, 403)),
     ("rewards_api:epoch-claim", ""): (
         "get", "/api/v1/epochs/{epoch}/claims/{address}", None, _e(200, 200, 200, 200, 200, 200)),
+    ("rewards_api:cumulative-claim", ""): (
+        "get", "/api/v1/claims/{address}", None, _e(200, 200, 200, 200, 200, 200)),
     # ---- API: documentation (public)
     ("schema", ""): ("get", "/api/v1/schema/", None, _e(200, 200, 200, 200, 200, 200)),
     ("swagger-ui", ""): ("get", "/api/v1/docs/", None, _e(200, 200, 200, 200, 200, 200)),
+    ("redoc", ""): ("get", "/api/v1/redoc/", None, _e(200, 200, 200, 200, 200, 200)),
 }
 
 # Data value (transformers).
@@ -257,7 +260,7 @@ MATRIX.update({
 })
 
 
-# Data sales and revenue sharing, candidate generation (issue 8).
+# Data sales and revenue sharing, candidate generation.
 MATRIX.update({
     ("rewards_api:campaign-data-sale", ""): (
         "get", "/api/v1/campaigns/{campaign}/data-sale", None, _e(API_ANON, 403, 403, 200, 404, 403)),

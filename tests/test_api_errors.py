@@ -1,4 +1,4 @@
-"""Issue 14: every answer under /api/ is JSON in the error shape, whatever fails; pages get styled error pages.
+"""Every answer under /api/ is JSON in the error shape, whatever fails; pages get styled error pages.
 
 Covers deep JSON (both lanes), database and broker outages (503 with
 Retry-After, recovery without a restart), unhandled errors (500 with a

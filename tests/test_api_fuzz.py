@@ -1,4 +1,4 @@
-"""Schema fuzzing (issue 7): schemathesis drives every operation of the OpenAPI schema in-process.
+"""Schema fuzzing: schemathesis drives every operation of the OpenAPI schema in-process.
 
 Authenticated as a lab member (token header), or as an expert for the
 expert-only operations, against a campaign with tasks, judgments, a quality
@@ -81,7 +81,7 @@ def fuzz_world(db, tmp_path, settings):
         user=lab_user, campaign_id=campaign.pk, task_external_id=tasks[0].external_id,
         rater=rater_handle(campaign.pk, expert.pk), statement="The rater ignored the guidelines on dosing.")
     epoch = factories.EpochFactory(campaign=campaign, index=0)
-    # Issue 8: a purchase of another lab's data, a generation job.
+    # Data sales and generation: a purchase of another lab's data, a generation job.
     from annotations.models import GenerationJob
     from rewards.models import DataPurchase
 

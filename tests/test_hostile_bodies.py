@@ -1,4 +1,4 @@
-"""Hostile bodies on every write endpoint (issue 14): a 4xx JSON answer in the error shape, never a 500, no row written.
+"""Hostile bodies on every write endpoint: a 4xx JSON answer in the error shape, never a 500, no row written.
 
 The write operations come from the OpenAPI schema, so a new endpoint is
 attacked without a change here (a path parameter this file cannot fill

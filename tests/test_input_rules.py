@@ -1,4 +1,4 @@
-"""Input rules every API shares (issue 14): text the database can store, integers it can hold, strings that are
+"""Input rules every API shares: text the database can store, integers it can hold, strings that are
 strings, finite numbers; the idempotency conflict names only the caller's key; the test database's name."""
 import json
 import os

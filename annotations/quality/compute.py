@@ -117,11 +117,6 @@ _COLUMNS = (
 )
 
 
-def empty_judgments(k: int) -> Judgments:
-    e = np.empty(0, dtype=np.int64)
-    return Judgments(k, e, e, e, np.empty((0, k), dtype=np.int64), e, e, e, e, e.astype(bool), e, e.astype(bool))
-
-
 def pair_directions(j: Judgments) -> tuple[np.ndarray, np.ndarray]:
     """``(direction, gap)``, each ``(N, P)``, from ranks, or from the explicit strength where one was given."""
     rp = consensus.ranking_to_pairs(j.ranks.reshape(-1, j.k))

@@ -19,6 +19,7 @@ from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Coalesce, Length, Replace, StrIndex
 
 from annotations.models import Flag, Judgment, Response, Task, TaskConsensus
+from annotations.money import rewards_side
 from annotations.quality.compute import STRENGTH_NONE, Judgments
 
 _BIG = BigIntegerField()
@@ -156,25 +157,9 @@ def task_tokens(campaign_id: int) -> dict[int, int]:
 
 
 def bonded_stakes(expert_ids: list[int]) -> dict[int, int]:
-    """Bonded stake per expert, in one read.
-
-    Uses ``rewards.selectors.experts_bonded_stake(expert_ids=...)`` once the
-    rewards side offers it; until then the same read as
-    ``rewards.selectors.expert_bonded_stake`` (the expert's bonded account
-    balance) done for all raters at once, since one query per rater costs
-    seconds on a campaign with 2,000 raters.
-    """
-    from rewards import selectors
-
-    bulk = getattr(selectors, "experts_bonded_stake", None)
-    if bulk is not None:
-        return {int(e): int(s) for e, s in bulk(expert_ids=expert_ids).items()}
-    from rewards.models import Account
-
-    return {
-        int(expert_id): int(balance) for expert_id, balance in
-        Account.objects.filter(kind=Account.Kind.BONDED, expert_id__in=expert_ids).values_list("expert_id", "balance")
-    }
+    """Bonded stake per expert, in one read (one query per rater costs seconds on a campaign with 2,000
+    raters); the rewards side reads it (``rewards.selectors.experts_bonded_stake``)."""
+    return {int(e): int(s) for e, s in rewards_side().bonded_stakes(expert_ids=expert_ids).items()}
 
 
 def task_tokens_of(task_id: int) -> int:

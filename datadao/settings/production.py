@@ -3,8 +3,8 @@ import os
 
 from django.core.exceptions import ImproperlyConfigured
 
-from datadao.settings import *  # noqa: F401,F403
-from datadao.settings import env
+from datadao.settings.base import *  # noqa: F401,F403
+from datadao.settings.base import env
 
 if not os.environ.get("DJANGO_SECRET_KEY"):
     raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set in production.")

@@ -1,4 +1,4 @@
-"""The review queue (issue 7): a moderator's own ranking becomes the adjudicated consensus and stays."""
+"""The review queue: a moderator's own ranking becomes the adjudicated consensus and stays."""
 from __future__ import annotations
 
 import pytest

@@ -72,7 +72,7 @@ def test_fifty_experts_exhaust_a_campaign_without_overfilling_or_repeats():
     per_task = Counter(Judgment.objects.values_list("task_id", flat=True))
     assert len(per_task) == TASKS and set(per_task.values()) == {OVERLAP}
     assert Judgment.objects.values("task", "expert").distinct().count() == TASKS * OVERLAP
-    # Filled to the overlap and out of the pool (consensus, issue 4, may
+    # Filled to the overlap and out of the pool (consensus may
     # still send a task to review).
     assert set(Task.objects.values_list("filled", "judgment_count").distinct()) == {(OVERLAP, OVERLAP)}
     assert not Task.objects.filter(state=Task.State.OPEN).exists()

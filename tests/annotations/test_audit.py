@@ -1,4 +1,4 @@
-"""The audit trail (issue 7): logins, failed logins, admin actions, ledger postings, export downloads."""
+"""The audit trail: logins, failed logins, admin actions, ledger postings, export downloads."""
 from __future__ import annotations
 
 import pytest

@@ -11,7 +11,6 @@ from annotations.consensus import (
     dawid_skene_binary,
     majority_vote_binary,
     ranking_to_pairs,
-    weighted_borda,
     weighted_bradley_terry,
     weighted_median,
     wilson_lower_bound,
@@ -214,14 +213,6 @@ class TestBradleyTerry:
         anchor = 1 / (1 + np.exp(-theta))
         grad += prior * (1 - anchor) - prior * anchor
         np.testing.assert_allclose(grad, 0, atol=1e-8)
-
-
-class TestBorda:
-    def test_points_with_ties_and_weights(self):
-        ranks = [[1, 2, 3], [2, 1, 1]]
-        assert weighted_borda(ranks).tolist() == pytest.approx([(2 + 0) / 2, (1 + 1.5) / 2, (0 + 1.5) / 2])
-        # A rater with zero weight does not count.
-        assert weighted_borda(ranks, weights=[1, 0]).tolist() == pytest.approx([2, 1, 0])
 
 
 class TestWilson:

@@ -1,4 +1,4 @@
-"""Disputes (issue 7): opening, the frozen evidence, moderating, ledger corrections, notifications."""
+"""Disputes: opening, the frozen evidence, moderating, ledger corrections, notifications."""
 from __future__ import annotations
 
 from datetime import timedelta

@@ -1,4 +1,4 @@
-"""Generation jobs through the API (issue 8): a lab starts one for its prompt-only tasks, follows it, cancels it."""
+"""Generation jobs through the API: a lab starts one for its prompt-only tasks, follows it, cancels it."""
 from __future__ import annotations
 
 import pytest

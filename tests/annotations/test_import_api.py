@@ -194,7 +194,7 @@ def test_lab_lists_tasks_filtered(lab_client, campaign):
     assert body["results"][0]["responses"][1]["text"] == "Answer B 2"
 
 
-# Duplicate prompts (issue 8): reported, never refused.
+# Duplicate prompts: reported, never refused.
 
 
 def test_prompts_repeated_within_an_upload_are_reported_not_refused(lab_client, campaign):

@@ -1,4 +1,4 @@
-"""Task import of text the database cannot store (issue 14): a NUL or a lone surrogate anywhere in a row is a 400
+"""Task import of text the database cannot store: a NUL or a lone surrogate anywhere in a row is a 400
 naming its line and field, in every upload form, and nothing is written (PostgreSQL refused it mid-COPY: a 500)."""
 import json
 

@@ -124,7 +124,8 @@ def test_submitting_the_form_records_the_judgment_and_offers_next(expert_browser
         follow=True,
     )
     html = response.content.decode()
-    assert "Judgment saved." in html and 'id="next-button"' in html
+    # Zero wait: with nothing left, the page says so at once (no Next screen between tasks).
+    assert "Judgment saved." in html and 'id="empty-state"' in html
     judgment = Judgment.objects.get()
     expected_strength = -2 if lease.display_order == [0, 1] else 2
     assert judgment.strength == expected_strength and judgment.flags == ["unsafe"]
@@ -141,7 +142,10 @@ def test_form_errors_are_shown_and_input_kept(expert_browser):
     })
     assert response.status_code == 400
     html = response.content.decode()
-    assert "missing C" in html and "at least 20 characters" in html and "1 to 5" in html
+    # In the page's words: its headings, its keys.
+    assert "Your ranking: rank every response, best first (keys 1–3); missing C." in html
+    assert "Rationale: write at least 20 characters (you wrote 5)." in html
+    assert "Response B, correctness: choose 1–5." in html and "Response A, correctness" not in html
     assert ">short</textarea>" in html and re.search(r'name="rating_correctness_A" value="4" checked', html)
     assert Judgment.objects.count() == 0
     ok = expert_browser.post(f"/rate/assignment/{lease.pk}/judgment", {
@@ -206,7 +210,8 @@ def test_strength_form_asks_for_the_strength_only(expert_browser, open_campaign)
     response = expert_browser.post(f"/rate/assignment/{lease.pk}/judgment", {"rationale": RATIONALE})
     assert response.status_code == 400
     html = response.content.decode()
-    assert "Strength: give a strength" in html and "Ranking:" not in html
+    assert "Which response is better? Choose one of the seven answers" in html
+    assert "Strength:" not in html and "Ranking:" not in html
 
 
 def test_rating_page_shows_settled_earnings_in_this_campaign(expert_browser, open_campaign, expert):

@@ -135,7 +135,11 @@ def _build_epoch() -> Epoch:
     return factories.EpochFactory(campaign=campaign, index=0, starts_at=at - timedelta(days=6))
 
 
-def test_a_worker_killed_mid_settlement_leaves_every_expert_paid_exactly_once():
+def test_a_worker_killed_mid_settlement_leaves_every_expert_paid_exactly_once(monkeypatch):
+    from datadao.celery import app
+
+    # The task goes to the real broker and worker, whatever an earlier test left in the app's config.
+    monkeypatch.setattr(app.conf, "task_always_eager", False)
     epoch = _build_epoch()
     queue = f"settle-crash-{uuid.uuid4().hex[:10]}"
     log = tempfile.NamedTemporaryFile("w+", prefix="settle-crash-", suffix=".log", delete=False)

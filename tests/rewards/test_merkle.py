@@ -22,7 +22,7 @@ from rewards.merkle import (
     verify_claim,
     verify_proof,
 )
-from rewards.wallet import to_checksum_address
+from datadao.wallet import to_checksum_address
 
 # ---------------------------------------------------------------------------
 # Independent reference (OpenZeppelin MerkleProof + MerkleDistributor.claim)

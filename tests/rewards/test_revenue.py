@@ -1,4 +1,4 @@
-"""Revenue sharing (issue 8): a lab buys an export of another lab's campaign; the price goes through escrow to the
+"""Revenue sharing: a lab buys an export of another lab's campaign; the price goes through escrow to the
 contributors of the exported rows by data value, less the treasury fee, exactly once."""
 from __future__ import annotations
 

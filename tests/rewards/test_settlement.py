@@ -435,7 +435,7 @@ def test_closing_a_campaign_that_never_ran_refunds_at_once():
 
 
 # --------------------------------------------------------------------------
-# Data value as a reward multiplier (issue 8)
+# Data value as a reward multiplier
 # --------------------------------------------------------------------------
 
 

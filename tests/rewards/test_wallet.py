@@ -7,7 +7,7 @@ from Crypto.Hash import keccak as pycryptodome_keccak
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rewards.wallet import is_checksum_address, to_checksum_address, validate_wallet_address
+from datadao.wallet import is_checksum_address, to_checksum_address, validate_wallet_address
 
 # Test vectors from the EIP-55 specification.
 EIP55_VECTORS = [

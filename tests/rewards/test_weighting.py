@@ -505,7 +505,7 @@ def test_settle_epoch_math_conserves_the_budget(size: int, seed: int, budget: in
 
 
 # --------------------------------------------------------------------------
-# Data-value multiplier (issue 8)
+# Data-value multiplier
 # --------------------------------------------------------------------------
 
 

@@ -1,0 +1,172 @@
+"""Rewards on-chain: the DAO token and a cumulative Merkle distributor (``contracts/``).
+
+Off by default. With ``CHAIN_RPC_URL`` empty, rewards stay in the platform's
+ledger and every epoch's Merkle root is published by the API only, as
+before. With it set (and ``CHAIN_TREASURY_KEY``, ``CHAIN_TOKEN_ADDRESS``,
+``CHAIN_DISTRIBUTOR_ADDRESS`` in the environment: the signer never touches
+the database), :func:`publish_root` puts one root on the distributor:
+
+- each leaf is an address's *cumulative* earnings over every settled epoch
+  (the sum of its ``EpochClaim`` rows), encoded as each epoch's leaves are
+  (``rewards.merkle``), so one claim covers any number of epochs and the
+  contract pays the cumulative amount less what the address already
+  claimed: a double claim pays nothing by construction;
+- the job reads the contract first: a root already there is not published
+  again, and it mints to the distributor only what the new total owes beyond
+  what the distributor holds and has paid, so a retry after a crash between
+  the two transactions mints nothing twice.
+
+:func:`claim_for` gives an address what a wallet needs to claim: the
+cumulative amount, the proof, the ready calldata and, when a chain is
+configured, what the address has already claimed on-chain.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Sum
+
+from rewards.merkle import Distribution, build_distribution
+from rewards.models import Epoch, EpochClaim
+
+CONTRACTS_DIR = Path(__file__).resolve().parent.parent / "contracts"
+
+
+@lru_cache(maxsize=None)
+def compiled(name: str) -> tuple[list[dict[str, Any]], str]:
+    """(abi, bytecode) of ``contracts/<name>.vy``, compiled once per process."""
+    import vyper
+
+    out = vyper.compile_code((CONTRACTS_DIR / f"{name}.vy").read_text(), output_formats=["abi", "bytecode"])
+    return out["abi"], out["bytecode"]
+
+
+def cumulative_earnings() -> dict[str, int]:
+    """Every address's earnings over all settled epochs, in base units."""
+    rows = (EpochClaim.objects.filter(epoch__state=Epoch.State.SETTLED)
+            .values("address").annotate(total=Sum("amount")).order_by())
+    return {row["address"]: int(row["total"]) for row in rows if row["total"]}
+
+
+def cumulative_distribution() -> Distribution | None:
+    earnings = cumulative_earnings()
+    return build_distribution(earnings) if earnings else None
+
+
+@dataclass
+class Chain:
+    """A connection, the treasury's signing account and the two contracts."""
+
+    web3: Any
+    treasury: str
+    token: Any
+    distributor: Any
+    private_key: str | None = None  # None: the node holds the treasury's key (a test chain)
+
+    def send(self, call) -> Any:
+        """Send a contract call from the treasury and wait for its receipt (fails loudly if it reverted)."""
+        w3 = self.web3
+        if self.private_key is None:
+            tx_hash = call.transact({"from": self.treasury})
+        else:
+            tx = call.build_transaction({"from": self.treasury, "nonce": w3.eth.get_transaction_count(self.treasury)})
+            signed = w3.eth.account.sign_transaction(tx, self.private_key)
+            tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
+        receipt = w3.eth.wait_for_transaction_receipt(tx_hash)
+        if receipt["status"] != 1:
+            raise RuntimeError(f"transaction {tx_hash.hex()} reverted")
+        return receipt
+
+
+def _contract(w3, name: str, address: str):
+    abi, _ = compiled(name)
+    return w3.eth.contract(address=address, abi=abi)
+
+
+def attach(w3, *, treasury: str, token: str, distributor: str, private_key: str | None = None) -> Chain:
+    return Chain(w3, treasury, _contract(w3, "DaoToken", token), _contract(w3, "CumulativeDistributor", distributor),
+                 private_key)
+
+
+def deploy(w3, *, treasury: str, private_key: str | None = None, name: str = "DataDAO", symbol: str = "DAO",
+           decimals: int = 6) -> Chain:
+    """Deploy the token and the distributor with ``treasury`` as their treasury (tests, a new network)."""
+
+    def create(contract_name: str, *args) -> str:
+        abi, bytecode = compiled(contract_name)
+        chain = Chain(w3, treasury, None, None, private_key)
+        receipt = chain.send(w3.eth.contract(abi=abi, bytecode=bytecode).constructor(*args))
+        return receipt["contractAddress"]
+
+    token = create("DaoToken", name, symbol, decimals, treasury)
+    distributor = create("CumulativeDistributor", token, treasury)
+    return attach(w3, treasury=treasury, token=token, distributor=distributor, private_key=private_key)
+
+
+def connect() -> Chain | None:
+    """The configured chain, or None when rewards stay off-chain (``CHAIN_RPC_URL`` empty)."""
+    url = getattr(settings, "CHAIN_RPC_URL", "")
+    if not url:
+        return None
+    from web3 import Web3
+
+    w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 10}))
+    key = settings.CHAIN_TREASURY_KEY
+    treasury = w3.eth.account.from_key(key).address
+    return attach(w3, treasury=treasury, token=settings.CHAIN_TOKEN_ADDRESS,
+                  distributor=settings.CHAIN_DISTRIBUTOR_ADDRESS, private_key=key)
+
+
+def _root_bytes(root: str) -> bytes:
+    return bytes.fromhex(root[2:] if root.startswith("0x") else root)
+
+
+def publish_root(chain: Chain) -> dict[str, Any]:
+    """Put the cumulative root of all settled epochs on the distributor, once; safe to run again."""
+    dist = cumulative_distribution()
+    if dist is None:
+        return {"published": False, "reason": "nothing settled to an address yet"}
+    root = _root_bytes(dist.root)
+    distributor, token = chain.distributor.functions, chain.token.functions
+    if distributor.root().call() == root:
+        return {"published": False, "reason": "root already on chain", "root": dist.root}
+    held = token.balanceOf(chain.distributor.address).call() + distributor.total_claimed().call()
+    owed = dist.token_total - held
+    if owed > 0:
+        chain.send(token.mint(chain.distributor.address, owed))
+    chain.send(distributor.update_root(root, dist.token_total))
+    return {"published": True, "root": dist.root, "total": dist.token_total, "minted": max(owed, 0)}
+
+
+def claim_for(address: str, chain: Chain | None = None) -> dict[str, Any] | None:
+    """What ``address`` claims from the distributor (None if it has no earnings to an address)."""
+    dist = cumulative_distribution()
+    if dist is None:
+        return None
+    wanted = address.lower()
+    for account, claim in dist.claims.items():
+        if account.lower() == wanted:
+            break
+    else:
+        return None
+    proof = [_root_bytes(node) for node in claim["proof"]]
+    abi, _ = compiled("CumulativeDistributor")
+    if chain is not None:
+        distributor = chain.distributor
+    else:
+        from web3 import Web3
+
+        distributor = Web3().eth.contract(abi=abi)
+    calldata = distributor.encode_abi("claim", args=[claim["index"], account, claim["amount"], proof])
+    out: dict[str, Any] = {
+        "address": account, "index": claim["index"], "cumulative": claim["amount"], "proof": claim["proof"],
+        "root": dist.root, "calldata": calldata, "claimed_on_chain": None,
+    }
+    if chain is not None:
+        out["claimed_on_chain"] = chain.distributor.functions.claimed(account).call()
+        out["distributor"] = chain.distributor.address
+    return out
