@@ -16,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotations.audit import audit_record
-from annotations.disputes import _require_moderator
+from annotations.disputes import can_moderate
 from annotations.models import Judgment, QualityReport, Task, TaskConsensus
 from annotations.services import ServiceError
 
@@ -55,7 +55,8 @@ def task_adjudicate_ranking(
     Adjudicating an adjudicated task again with the same ranking returns its
     consensus; a different ranking is refused (the decision is made).
     """
-    _require_moderator(moderator)
+    if not can_moderate(moderator):
+        raise ServiceError("only moderators may adjudicate a task.", status=403)
     task = Task.objects.select_for_update(of=("self",)).select_related("campaign").get(pk=task.pk)
     ranks = normalise_ranks(ranks, task.campaign.responses_per_task)
     current = TaskConsensus.objects.select_for_update().filter(task=task).first()

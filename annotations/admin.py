@@ -1,9 +1,12 @@
 """Moderator admin for labs, campaigns, tasks, experts, leases and judgments."""
+from django import forms
 from django.contrib import admin, messages
+from django.db.models import Exists, OuterRef
 
 from annotations import experts
 from annotations.models import (
-    Assignment, Campaign, Expert, ExpertDomain, Judgment, Lab, QualificationAttempt, QualificationItem, Response, Task,
+    Assignment, Campaign, Domain, Expert, ExpertDomain, Judgment, Lab, QualificationAttempt, QualificationItem,
+    Response, Task,
 )
 from annotations.services import ServiceError
 
@@ -47,17 +50,87 @@ class TaskAdmin(admin.ModelAdmin):
 class ExpertDomainInline(admin.TabularInline):
     model = ExpertDomain
     extra = 0
+    verbose_name = "domain vetting"
+    verbose_name_plural = "domain vettings"
+
+
+def domain_labels(domains) -> str:
+    """["law", "medicine"] as "Law, Medicine"."""
+    labels = dict(Domain.choices)
+    return ", ".join(labels.get(domain, str(domain)) for domain in (domains if isinstance(domains, list) else []))
+
+
+class AccountStatusFilter(admin.ChoicesFieldListFilter):
+    """The expert's own state (applied, vetted, suspended ...), not a domain's vetting."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.title = "account status"
+
+
+class AppliedDomainFilter(admin.SimpleListFilter):
+    title = "domain applied for"
+    parameter_name = "domain"
+
+    def lookups(self, request, model_admin):
+        return Domain.choices
+
+    def queryset(self, request, queryset):
+        if self.value() not in Domain.values:
+            return queryset
+        # domains is a JSON list of names; the quoted name matches one element (portable to SQLite).
+        return queryset.filter(domains__icontains=f'"{self.value()}"')
+
+
+class DomainVettingFilter(admin.SimpleListFilter):
+    """Vetting per domain; with a domain chosen in the filter above, the vetting in that domain."""
+
+    title = "domain vetting status"
+    parameter_name = "vetting"
+
+    def lookups(self, request, model_admin):
+        return ExpertDomain.State.choices
+
+    def queryset(self, request, queryset):
+        if self.value() not in ExpertDomain.State.values:
+            return queryset
+        vettings = ExpertDomain.objects.filter(expert=OuterRef("pk"), state=self.value())
+        domain = request.GET.get(AppliedDomainFilter.parameter_name)
+        if domain in Domain.values:
+            vettings = vettings.filter(domain=domain)
+        return queryset.filter(Exists(vettings))
+
+
+class ExpertForm(forms.ModelForm):
+    domains = forms.MultipleChoiceField(
+        choices=Domain.choices, widget=forms.CheckboxSelectMultiple,
+        help_text=Expert._meta.get_field("domains").help_text,
+    )
+
+    class Meta:
+        model = Expert
+        fields = "__all__"
 
 
 @admin.register(Expert)
 class ExpertAdmin(admin.ModelAdmin):
-    list_display = ["user", "state", "domains", "reputation", "applied_at", "reviewed_at"]
-    list_filter = ["state", "domain_vettings__domain", "domain_vettings__state"]
+    form = ExpertForm
+    list_display = ["user", "email", "state", "domains_shown", "reputation", "applied_at", "reviewed_at"]
+    list_filter = [("state", AccountStatusFilter), AppliedDomainFilter, DomainVettingFilter]
     search_fields = ["user__username", "user__email", "wallet_address", "credentials"]
+    list_select_related = ["user"]
     raw_id_fields = ["user", "reviewed_by"]
     readonly_fields = ["state", "applied_at", "reviewed_at", "reviewed_by"]
     inlines = [ExpertDomainInline]
     actions = ["approve", "reject", "suspend"]
+
+    @admin.display(description="Email", ordering="user__email")
+    def email(self, obj: Expert) -> str:
+        return obj.user.email
+
+    @admin.display(description="Domains")
+    def domains_shown(self, obj: Expert) -> str:
+        return domain_labels(obj.domains)
 
     def _review(self, request, queryset, service, done: str) -> None:
         """Vetting goes through the services (state machine, roles, live leases), one expert at a time."""

@@ -6,11 +6,16 @@ and notifications.
 """
 from __future__ import annotations
 
+import copy
 import json
 from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -18,7 +23,8 @@ from django.utils.html import format_html
 from annotations import adjudication, disputes
 from annotations.admin import JudgmentAdmin
 from annotations.admin_quality import TaskAwaitingReviewAdmin
-from annotations.admin_site import can_use_admin
+from annotations.admin_site import can_use_admin, leave_unaudited
+from annotations.dispute_evidence import evidence_sections
 from annotations.models import AuditEvent, Dispute, Judgment, Notification, TaskAwaitingReview
 from annotations.services import ServiceError
 
@@ -85,79 +91,209 @@ class DisputeActionForm(forms.Form):
     )
     fraud_slash = forms.BooleanField(
         required=False, label="Also slash the expert's stake (fraud)",
-        help_text="Lab disputes being overturned only: takes the campaign's slash fraction to the treasury.",
+        help_text="Lab disputes being accepted only: takes the campaign's slash fraction to the treasury.",
     )
+
+
+Kind, Resolution, State = Dispute.Kind, Dispute.Resolution, Dispute.State
+# What "uphold" and "overturn" mean depends on who disputed what: (uphold, overturn) per kind.
+DECISION_LABELS = {
+    Kind.SLASH: ("Reject: the slash stands", "Overturn: give the slash back"),
+    Kind.GOLD_VERDICT: ("Reject: the gold verdict stands", "Overturn: count the expert's answer as right"),
+    Kind.VOIDED_JUDGMENT: ("Reject: the judgment stays voided", "Overturn: restore the judgment and pay what it lost"),
+    Kind.JUDGMENT_QUALITY: ("Reject the lab's complaint: the judgment stands",
+                            "Accept: void the judgment and claw back its reward"),
+}
+OUTCOME_LABELS = {
+    Kind.SLASH: ("Rejected: the slash stands", "Overturned: the slash was given back"),
+    Kind.GOLD_VERDICT: ("Rejected: the gold verdict stands", "Overturned: the answer counts as right"),
+    Kind.VOIDED_JUDGMENT: ("Rejected: the judgment stays voided", "Overturned: the judgment was restored"),
+    Kind.JUDGMENT_QUALITY: ("Lab's complaint rejected: the judgment stands",
+                            "Lab's complaint accepted: the judgment was voided and its reward clawed back"),
+}
+DECISIONS = ("uphold", "overturn", "escalate")
+ESCALATE_LABEL = "Escalate to a senior moderator"
+
+
+def decision_label(dispute: Dispute, decision: str) -> str:
+    if decision == "escalate":
+        return ESCALATE_LABEL
+    uphold, overturn = DECISION_LABELS.get(dispute.kind, ("Uphold", "Overturn"))
+    return uphold if decision == "uphold" else overturn
+
+
+def outcome_label(dispute: Dispute) -> str:
+    if dispute.state != State.RESOLVED:
+        return ""
+    upheld, overturned = OUTCOME_LABELS.get(dispute.kind, ("Upheld", "Overturned"))
+    return upheld if dispute.resolution == Resolution.UPHELD else overturned
+
+
+def _decided_already(dispute: Dispute, decision: str) -> bool:
+    """A repeated submit (a double click, a resubmitted page): the decision it asks for was taken."""
+    if decision == "escalate":
+        return dispute.state == State.ESCALATED
+    wanted = Resolution.UPHELD if decision == "uphold" else Resolution.OVERTURNED
+    return dispute.state == State.RESOLVED and dispute.resolution == wanted
+
+
+def _may_resolve(user, dispute: Dispute) -> bool:
+    if dispute.state == State.OPEN:
+        return True
+    return dispute.state == State.ESCALATED and (user.is_superuser or user.has_perm(
+        "annotations.resolve_escalated_dispute"))
+
+
+class ResolutionFilter(admin.SimpleListFilter):
+    title = "resolution"
+    parameter_name = "resolution"
+
+    def lookups(self, request, model_admin):
+        return [(Resolution.UPHELD, "Upheld (the dispute rejected)"),
+                (Resolution.OVERTURNED, "Overturned (the dispute accepted)")]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(resolution=self.value()) if self.value() in Resolution.values else queryset
 
 
 @admin.register(Dispute)
 class DisputeAdmin(ReadOnly, admin.ModelAdmin):
-    list_display = ["id", "kind", "state", "resolution", "campaign", "expert", "lab", "age", "created_at"]
-    list_filter = ["state", "kind", "resolution", AgeFilter, "campaign"]
+    change_form_template = "admin/annotations/dispute/change_form.html"
+    list_display = ["id", "kind", "state", "outcome_column", "campaign", "expert", "lab", "age", "created_at"]
+    list_filter = ["state", "kind", ResolutionFilter, AgeFilter, "campaign"]
     search_fields = ["subject_key", "statement", "resolution_reason", "expert__user__username", "lab__name",
                      "judgment__task__external_id", "campaign__name"]
     list_select_related = ["campaign", "expert__user", "lab"]
     date_hierarchy = "created_at"
     ordering = ["created_at"]  # the queue: oldest first
     actions = ["uphold", "overturn", "escalate"]
-    fields = ["kind", "state", "subject_key", "expert", "lab", "raised_by", "campaign", "slash", "judgment",
-              "statement", "evidence_shown", "resolution", "resolution_reason", "resolved_by", "resolved_at",
-              "escalated_by", "escalated_at", "escalation_note", "outcome_shown", "created_at"]
-    readonly_fields = fields
+    fieldsets = [
+        (None, {"fields": ["kind", "state", "outcome_shown", "subject_key", "expert", "lab", "raised_by", "campaign",
+                           "slash", "judgment", "statement", "created_at"]}),
+        ("Evidence (frozen when the dispute was opened)", {"fields": ["evidence_shown"]}),
+        ("Resolution", {"fields": ["resolution_reason", "resolved_by", "resolved_at", "outcome_details"]}),
+        ("Escalation", {"fields": ["escalated_by", "escalated_at", "escalation_note"]}),
+    ]
+    readonly_fields = [name for _, options in fieldsets for name in options["fields"]]
 
     @admin.display(description="Age", ordering="created_at")
     def age(self, obj: Dispute) -> str:
         days = (timezone.now() - obj.created_at).days
         return "today" if days == 0 else f"{days} d"
 
-    @admin.display(description="Evidence (frozen when opened)")
+    @admin.display(description="Resolution", ordering="resolution")
+    def outcome_column(self, obj: Dispute) -> str:
+        return outcome_label(obj) or "—"
+
+    @admin.display(description="Resolution")
+    def outcome_shown(self, obj: Dispute) -> str:
+        return outcome_label(obj) or f"Not decided yet ({obj.get_state_display().lower()})"
+
+    @admin.display(description="Evidence")
     def evidence_shown(self, obj: Dispute):
-        return _pretty(obj.evidence)
+        return render_to_string("admin/annotations/dispute/evidence.html", {
+            "sections": evidence_sections(obj),
+            "raw": json.dumps(obj.evidence, indent=2, default=str, ensure_ascii=False),
+        })
 
-    @admin.display(description="Outcome")
-    def outcome_shown(self, obj: Dispute):
-        return _pretty(obj.outcome)
+    @admin.display(description="What resolving did")
+    def outcome_details(self, obj: Dispute):
+        return format_html("<pre style='white-space:pre-wrap;max-height:16em;overflow:auto'>{}</pre>",
+                           json.dumps(obj.outcome, indent=2, default=str, ensure_ascii=False)) if obj.outcome else "—"
 
-    def _act(self, request, queryset, *, title: str, verb: str, call) -> TemplateResponse | None:
+    # -- deciding: one service call per dispute, from the changelist's actions or the dispute's own page --
+
+    def _decide(self, request, dispute: Dispute, decision: str, data: dict) -> bool | None:
+        """True: decided now; None: decided so already (a repeated submit); False: refused, with a message."""
+        if _decided_already(dispute, decision):
+            return None
+        try:
+            if decision == "escalate":
+                disputes.dispute_escalate(dispute=dispute, moderator=request.user, note=data["reason"])
+            else:
+                overturn = decision == "overturn"
+                disputes.dispute_resolve(
+                    dispute=dispute, moderator=request.user,
+                    resolution=Resolution.OVERTURNED if overturn else Resolution.UPHELD, reason=data["reason"],
+                    fraud_slash=overturn and bool(data.get("fraud_slash")),
+                )
+        except ServiceError as exc:
+            self.message_user(request, f"Dispute {dispute.pk}: {exc.message}", messages.ERROR)
+            return False
+        return True
+
+    def _act(self, request, queryset, *, title: str, verb: str) -> TemplateResponse | None:
+        decision = request.POST.get("action")
         if "apply" in request.POST:
             form = DisputeActionForm(request.POST)
             if form.is_valid():
-                done = 0
-                for dispute in queryset.order_by("pk"):
-                    try:
-                        call(dispute, form.cleaned_data)
-                    except ServiceError as exc:
-                        self.message_user(request, f"Dispute {dispute.pk}: {exc.message}", messages.ERROR)
-                    else:
-                        done += 1
+                results = [self._decide(request, dispute, decision, form.cleaned_data)
+                           for dispute in queryset.order_by("pk")]
+                done, repeated = results.count(True), results.count(None)
                 if done:
                     self.message_user(request, f"{verb} {done} dispute(s).", messages.SUCCESS)
+                if repeated:
+                    self.message_user(request, f"{repeated} dispute(s) were decided so already.", messages.INFO)
+                if repeated and repeated == len(results):
+                    leave_unaudited(request)
                 return None
         else:
             form = DisputeActionForm()
         return TemplateResponse(request, "admin/annotations/dispute_action.html", {
             **self.admin_site.each_context(request),
-            "title": title, "disputes": queryset, "form": form, "action": request.POST.get("action"),
+            "title": title, "form": form, "action": decision,
+            "rows": [(dispute, decision_label(dispute, decision)) for dispute in queryset.order_by("pk")],
             "opts": self.model._meta, "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
-            "show_fraud": request.POST.get("action") == "overturn",
+            "show_fraud": decision == "overturn",
         })
 
-    @admin.action(description="Uphold: the disputed decision stands", permissions=["moderate"])
+    @admin.action(description="Reject the dispute: the contested decision stands", permissions=["moderate"])
     def uphold(self, request, queryset):
-        return self._act(request, queryset, title="Uphold disputes", verb="Upheld", call=lambda d, data: (
-            disputes.dispute_resolve(dispute=d, moderator=request.user, resolution=Dispute.Resolution.UPHELD,
-                                     reason=data["reason"])))
+        return self._act(request, queryset, title="Reject disputes", verb="Rejected")
 
-    @admin.action(description="Overturn: reverse the decision (un-slash, restore, or void and claw back)",
-                  permissions=["moderate"])
+    @admin.action(description="Accept the dispute: reverse the decision (give a slash back, restore a judgment, "
+                              "or void a lab-disputed judgment and claw back)", permissions=["moderate"])
     def overturn(self, request, queryset):
-        return self._act(request, queryset, title="Overturn disputes", verb="Overturned", call=lambda d, data: (
-            disputes.dispute_resolve(dispute=d, moderator=request.user, resolution=Dispute.Resolution.OVERTURNED,
-                                     reason=data["reason"], fraud_slash=data["fraud_slash"])))
+        return self._act(request, queryset, title="Accept disputes", verb="Accepted")
 
-    @admin.action(description="Escalate to a senior moderator", permissions=["moderate"])
+    @admin.action(description=ESCALATE_LABEL, permissions=["moderate"])
     def escalate(self, request, queryset):
-        return self._act(request, queryset, title="Escalate disputes", verb="Escalated", call=lambda d, data: (
-            disputes.dispute_escalate(dispute=d, moderator=request.user, note=data["reason"])))
+        return self._act(request, queryset, title="Escalate disputes", verb="Escalated")
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        dispute = self.get_object(request, unquote(object_id))
+        decision = request.POST.get("action") if request.method == "POST" else None
+        form = None
+        if dispute is not None and decision in DECISIONS:
+            if not self.has_moderate_permission(request):
+                raise PermissionDenied
+            form = DisputeActionForm(request.POST)
+            if form.is_valid():
+                done = self._decide(request, dispute, decision, form.cleaned_data)
+                if done:
+                    self.message_user(request, f"Dispute {dispute.pk}: {decision_label(dispute, decision)}.",
+                                      messages.SUCCESS)
+                elif done is None:
+                    leave_unaudited(request)
+                    self.message_user(request, f"Dispute {dispute.pk} was decided so already.", messages.INFO)
+                return HttpResponseRedirect(request.path)
+            request = copy.copy(request)  # the same page again, as read, with the form's errors on it
+            request.method = "GET"
+        if dispute is not None:
+            extra_context = {**(extra_context or {}), **self._decision_context(request, dispute, form)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _decision_context(self, request, dispute: Dispute, form: DisputeActionForm | None) -> dict:
+        may_resolve = self.has_moderate_permission(request) and _may_resolve(request.user, dispute)
+        buttons = [(name, decision_label(dispute, name)) for name in ("uphold", "overturn") if may_resolve]
+        if dispute.state == State.OPEN and self.has_moderate_permission(request):
+            buttons.append(("escalate", ESCALATE_LABEL))
+        return {
+            "decision_buttons": buttons, "decision_form": form or DisputeActionForm(),
+            "decision_fraud": may_resolve and dispute.kind == Kind.JUDGMENT_QUALITY,
+            "decision_waits_for_senior": dispute.state == State.ESCALATED and not may_resolve,
+            "decision_outcome": outcome_label(dispute),
+        }
 
 
 # --------------------------------------------------------------------------

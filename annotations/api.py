@@ -15,7 +15,7 @@ from annotations.importing import ImportErrors, iter_array, iter_jsonl
 from annotations.models import Campaign, Domain, Task, default_min_stake
 from annotations.permissions import IsLabMember, IsLabMemberOrExpert
 from datadao.api import ApiError, ImportThrottle, JSONParser
-from datadao.api import call_service as _service_call
+from datadao.api import call_service
 from datadao.inputs import Integer, Number, Slug, Text, query_param
 
 
@@ -91,8 +91,9 @@ class CampaignListCreateApi(ListAPIView):
         gold_bar = Number(required=False, min_value=0.0, max_value=1.0, default=0.6)
         q_min = Number(required=False, min_value=0.0, max_value=0.99, default=0.5)
         pay_confidence = Number(
-            required=False, min_value=0.5, max_value=0.999, default=0.95,
-            help_text="Pay is judged on quality's lower confidence bound at this level.")
+            required=False, min_value=0.5, max_value=0.999, default=0.875,
+            help_text="Pay keeps only the advantage of quality over q_min that is more than noise at this "
+                      "confidence (one-sided).")
         gold_weight = Number(
             required=False, min_value=0.0, max_value=20.0, default=2.0,
             help_text="Agreement comparisons one gold answer counts for in quality.")
@@ -155,7 +156,7 @@ class CampaignListCreateApi(ListAPIView):
             if len(lab_list) != 1:
                 raise ApiError([{"field": "lab", "message": "you belong to several labs; name one by its slug."}])
             lab = lab_list[0]
-        campaign = _service_call(services.campaign_create, lab=lab, **fields)
+        campaign = call_service(services.campaign_create, lab=lab, **fields)
         return Response(CampaignOutput(campaign).data, status=status.HTTP_201_CREATED)
 
 
@@ -183,7 +184,7 @@ class CampaignTransitionApi(APIView):
     @extend_schema(request=None, responses=CampaignOutput)
     def post(self, request, campaign_id: int):
         campaign = selectors.campaign_for_lab_member(user=request.user, campaign_id=campaign_id)
-        campaign = _service_call(services.campaign_transition, campaign=campaign, action=self.action)
+        campaign = call_service(services.campaign_transition, campaign=campaign, action=self.action)
         return Response(CampaignOutput(campaign).data)
 
 
@@ -240,7 +241,7 @@ class TaskImportApi(APIView):
         self._check_size(request)
         rows = self._rows(request)
         try:
-            result = _service_call(services.task_import, campaign=campaign, rows=rows)
+            result = call_service(services.task_import, campaign=campaign, rows=rows)
         except ImportErrors as exc:
             body = {"errors": [e.as_dict() for e in exc.errors]}
             if exc.truncated:

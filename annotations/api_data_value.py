@@ -10,7 +10,8 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotations.api_quality import IsLabMemberOrModerator, _campaign
+from annotations import selectors as annotation_selectors
+from annotations.api_quality import IsLabMemberOrModerator
 from annotations.models import CampaignDataValueReport, DataValue
 from annotations.permissions import IsExpert
 
@@ -44,7 +45,8 @@ class CampaignDataValueApi(APIView):
 
     @extend_schema(responses={200: Output})
     def get(self, request, campaign_id: int):
-        campaign = _campaign(request.user, campaign_id, moderators=True)
+        campaign = annotation_selectors.campaign_for_lab_member(
+            user=request.user, campaign_id=campaign_id, moderators=True)
         report = CampaignDataValueReport.objects.filter(campaign=campaign).first()
         rows = DataValue.objects.filter(campaign=campaign).order_by("-total", "handle")
         body = {

@@ -12,12 +12,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotations import assignment as assignment_services
+from annotations import judgments as judgment_services
+from annotations import leases
 from annotations.models import Assignment, Flag, Judgment
 from annotations.permissions import IsExpert
 from annotations.ranking import ranks_to_ranking, slot_letters
 from annotations.services import ServiceError
 from datadao.api import AssignmentThrottle
-from datadao.api import call_service as _call
+from datadao.api import call_service
 from datadao.hotpath import HotPathMixin, json_response, refusal
 from datadao.inputs import Id, Integer, Text
 
@@ -41,7 +43,7 @@ class LeaseOutput(serializers.Serializer):
     @staticmethod
     def of(assignment: Assignment) -> dict:
         # Built directly (the hot path); the serializer above documents the shape.
-        task = assignment_services.leased_task(assignment)
+        task = leases.leased_task(assignment)
         return {
             "id": assignment.pk,
             "expires_at": assignment.expires_at,
@@ -70,8 +72,8 @@ class AssignmentNextApi(HotPathMixin, APIView):
     def post(self, request):
         data = self.NextInput(data=request.data)
         data.is_valid(raise_exception=True)
-        lease = _call(assignment_services.assignment_next_in, expert=request.user.expert,
-                      campaign_id=data.validated_data["campaign"])
+        lease = call_service(assignment_services.assignment_next_in, expert=request.user.expert,
+                             campaign_id=data.validated_data["campaign"])
         if lease is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(LeaseOutput.of(lease))
@@ -176,9 +178,9 @@ class JudgmentSubmitApi(HotPathMixin, APIView):
     def post(self, request, assignment_id: int):
         data = self.JudgmentSubmitInput(data=request.data)
         data.is_valid(raise_exception=True)
-        result = _call(
-            assignment_services.judgment_submit, expert=request.user.expert, assignment_id=assignment_id,
-            data=assignment_services.JudgmentInput(**data.validated_data),
+        result = call_service(
+            judgment_services.judgment_submit, expert=request.user.expert, assignment_id=assignment_id,
+            data=judgment_services.JudgmentInput(**data.validated_data),
         )
         return Response(
             JudgmentOutput.of(result.judgment), status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
@@ -188,7 +190,7 @@ class JudgmentSubmitApi(HotPathMixin, APIView):
     # unchanged (an int strength, int ratings, a string rationale without NUL, known flags).
 
     @staticmethod
-    def fast_input(data, assignment_id: int) -> assignment_services.JudgmentInput | None:
+    def fast_input(data, assignment_id: int) -> judgment_services.JudgmentInput | None:
         if data.__class__ is not dict or data.get("ranking") is None:
             return None
         fields = {"ranking": data["ranking"]}
@@ -209,12 +211,12 @@ class JudgmentSubmitApi(HotPathMixin, APIView):
             if flags.__class__ is not list or not all(flag.__class__ is str and flag in _FLAGS for flag in flags):
                 return None
             fields["flags"] = flags
-        return assignment_services.JudgmentInput(**fields)
+        return judgment_services.JudgmentInput(**fields)
 
     @staticmethod
-    def fast_run(request, value: assignment_services.JudgmentInput, assignment_id: int):
+    def fast_run(request, value: judgment_services.JudgmentInput, assignment_id: int):
         try:
-            result = assignment_services.judgment_submit(
+            result = judgment_services.judgment_submit(
                 expert=request.user.expert, assignment_id=assignment_id, data=value)
         except ServiceError as exc:
             return refusal(exc)
@@ -239,7 +241,7 @@ class AssignmentSkipApi(APIView):
     def post(self, request, assignment_id: int):
         data = self.SkipInput(data=request.data)
         data.is_valid(raise_exception=True)
-        skipped = _call(
+        skipped = call_service(
             assignment_services.assignment_skip, expert=request.user.expert, assignment_id=assignment_id,
             reason=data.validated_data["reason"],
         )

@@ -14,9 +14,7 @@ from django.http import FileResponse, HttpResponse
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotAcceptable
 from rest_framework.generics import ListAPIView
-from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -24,7 +22,7 @@ from annotations import selectors as annotation_selectors
 from annotations.exports import formats, selectors, services
 from annotations.models import Export
 from annotations.permissions import IsLabMember
-from datadao.api import ApiError, call_service
+from datadao.api import ApiError, DownloadNegotiation, call_service
 from datadao.inputs import Integer, Number, Text
 
 logger = logging.getLogger(__name__)
@@ -140,22 +138,12 @@ class ExportDetailApi(APIView):
         return Response(ExportOutput(export, context={"request": request}).data)
 
 
-class _JsonOrAnyFile(DefaultContentNegotiation):
-    """A download may be asked for with any Accept header; errors still come back as JSON."""
-
-    def select_renderer(self, request, renderers, format_suffix=None):
-        try:
-            return super().select_renderer(request, renderers, format_suffix)
-        except NotAcceptable:
-            return renderers[0], renderers[0].media_type
-
-
 class ExportDownloadApi(APIView):
     """GET an export's train file (streamed); ``?part=test`` the test file, ``?part=card`` the dataset card,
     ``?bundle=zip`` a zip of the data files and README.md (the card). 409 until the export is done."""
 
     permission_classes = [IsLabMember]
-    content_negotiation_class = _JsonOrAnyFile
+    content_negotiation_class = DownloadNegotiation
 
     @extend_schema(
         parameters=[

@@ -18,7 +18,7 @@ from annotations import candidates
 from annotations import selectors as annotation_selectors
 from annotations.models import GenerationJob
 from annotations.permissions import IsLabMember
-from datadao.api import call_service as _call
+from datadao.api import call_service
 
 
 
@@ -82,8 +82,8 @@ class CampaignGenerationJobsApi(ListAPIView):
         campaign = annotation_selectors.campaign_for_lab_member(user=request.user, campaign_id=campaign_id)
         data = self.GenerationJobInput(data=request.data)
         data.is_valid(raise_exception=True)
-        job, created = _call(candidates.generation_job_request, campaign=campaign, user=request.user,
-                             **data.validated_data)
+        job, created = call_service(candidates.generation_job_request, campaign=campaign, user=request.user,
+                                    **data.validated_data)
         job.refresh_from_db()  # in-process Celery may have run it already
         return Response(GenerationJobOutput(job, context={"request": request}).data,
                         status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
@@ -109,5 +109,5 @@ class GenerationJobCancelApi(APIView):
     @extend_schema(request=None, responses={200: GenerationJobOutput,
                                             409: OpenApiResponse(description="The job has finished.")})
     def post(self, request, job_id: int):
-        job = _call(candidates.generation_job_cancel, job=_job_for_lab_member(request.user, job_id))
+        job = call_service(candidates.generation_job_cancel, job=_job_for_lab_member(request.user, job_id))
         return Response(GenerationJobOutput(job, context={"request": request}).data)

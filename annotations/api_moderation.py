@@ -24,7 +24,7 @@ from annotations.handles import rater_handle
 from annotations.models import Dispute, Expert, Notification
 from annotations.permissions import IsExpert, IsLabMember, IsLabMemberOrExpert
 from datadao.api import ApiError, Pagination
-from datadao.api import call_service as _call
+from datadao.api import call_service
 from datadao.inputs import Id, Text
 
 
@@ -141,14 +141,14 @@ class DisputeListCreateApi(APIView):
             missing = [name for name in ("campaign", "task_external_id", "rater") if not fields.get(name)]
             if missing:
                 raise ApiError([{"field": name, "message": "required for a lab's dispute."} for name in missing])
-            dispute, created = _call(
+            dispute, created = call_service(
                 disputes.dispute_open_lab, user=request.user, campaign_id=fields["campaign"],
                 task_external_id=fields["task_external_id"], rater=fields["rater"], statement=fields["statement"],
             )
         else:
             if not IsExpert().has_permission(request, self):
                 raise ApiError([{"field": "kind", "message": "only experts dispute this."}], status_code=403)
-            dispute, created = _call(
+            dispute, created = call_service(
                 disputes.dispute_open_expert, expert=request.user.expert, user=request.user, kind=fields["kind"],
                 statement=fields["statement"], slash_id=fields.get("slash"),
                 transaction_id=fields.get("transaction"), judgment_id=fields.get("judgment"),

@@ -7,7 +7,6 @@ a 404, never a 403, so its existence does not leak.
 from __future__ import annotations
 
 from django.db import transaction
-from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import BasePermission
@@ -15,7 +14,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotations import roles
-from annotations.models import Campaign, Task
+from annotations import selectors as annotation_selectors
+from annotations.models import Task
 from annotations.permissions import IsLabMember
 from annotations.quality import selectors
 from datadao.api import Pagination
@@ -27,17 +27,6 @@ class IsLabMemberOrModerator(BasePermission):
 
     def has_permission(self, request, view) -> bool:
         return IsLabMember().has_permission(request, view) or roles.is_moderator(request.user)
-
-
-def _campaign(user, campaign_id: int, *, moderators: bool) -> Campaign:
-    """The campaign if ``user`` is in its lab (or, when allowed, a moderator); 404 otherwise."""
-    queryset = Campaign.objects.filter(pk=campaign_id)
-    if not (moderators and roles.is_moderator(user)):
-        queryset = queryset.filter(lab__members=user)
-    campaign = queryset.select_related("lab").first()
-    if campaign is None:
-        raise Http404("No such campaign.")
-    return campaign
 
 
 class IntervalOutput(serializers.Serializer):
@@ -136,7 +125,8 @@ class CampaignQualityApi(APIView):
 
     @extend_schema(responses={200: Output})
     def get(self, request, campaign_id: int):
-        campaign = _campaign(request.user, campaign_id, moderators=True)
+        campaign = annotation_selectors.campaign_for_lab_member(
+            user=request.user, campaign_id=campaign_id, moderators=True)
         return Response(self.Output(selectors.campaign_quality(campaign)).data)
 
 
@@ -172,7 +162,8 @@ class CampaignConsensusApi(APIView):
         })},
     )
     def get(self, request, campaign_id: int):
-        campaign = _campaign(request.user, campaign_id, moderators=True)
+        campaign = annotation_selectors.campaign_for_lab_member(
+            user=request.user, campaign_id=campaign_id, moderators=True)
         query = self.Query(data={"max_margin": request.query_params.get("max_margin") or None})
         query.is_valid(raise_exception=True)
         max_margin = query.validated_data.get("max_margin")
@@ -195,6 +186,6 @@ class CampaignQualityRecomputeApi(APIView):
     def post(self, request, campaign_id: int):
         from annotations.tasks import campaign_quality_compute
 
-        campaign = _campaign(request.user, campaign_id, moderators=False)
+        campaign = annotation_selectors.campaign_for_lab_member(user=request.user, campaign_id=campaign_id)
         transaction.on_commit(lambda: campaign_quality_compute.delay(campaign.pk))
         return Response({"queued": True, "campaign": campaign.pk}, status=status.HTTP_202_ACCEPTED)

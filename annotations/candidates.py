@@ -31,6 +31,7 @@ from django.utils import timezone
 from annotations.generation import CheckpointError, GenerationCancelled, generate_responses
 from annotations.models import Campaign, GenerationJob, Response, Task
 from annotations.services import ServiceError
+from datadao.jobs import job_queue
 
 logger = logging.getLogger(__name__)
 
@@ -182,9 +183,7 @@ def generation_job_request(
         if active is None:
             raise
         return active, False
-    from annotations.tasks import campaign_generate_responses as generate_task
-
-    transaction.on_commit(lambda: generate_task.delay(campaign.pk, str(path), job.pk))
+    transaction.on_commit(lambda: job_queue("annotations.campaign_generate_responses", campaign.pk, str(path), job.pk))
     return job, True
 
 

@@ -25,6 +25,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from annotations import roles
+from annotations.leases import assignment_release
 from annotations.models import (
     Assignment, Campaign, Domain, Expert, ExpertDomain, QualificationAttempt, QualificationItem, Task,
 )
@@ -157,8 +158,6 @@ def expert_reject(*, expert: Expert, moderator=None, note: str = "") -> Expert:
 @transaction.atomic
 def expert_suspend(*, expert: Expert, moderator=None, note: str = "") -> Expert:
     """Stop an expert from rating; their live leases go back to the pool at once."""
-    from annotations.assignment import assignment_release
-
     expert = Expert.objects.select_for_update().get(pk=expert.pk)
     if expert.state in (Expert.State.SUSPENDED, Expert.State.REJECTED, Expert.State.APPLIED):
         raise ServiceError(f"cannot suspend an expert who is {expert.get_state_display().lower()}.", status=409)

@@ -25,6 +25,7 @@ from django.utils import timezone
 from kombu.exceptions import KombuError
 
 from annotations.models import Task
+from datadao.jobs import job_queue
 
 logger = logging.getLogger(__name__)
 
@@ -48,14 +49,12 @@ def consensus_publish(task_id: int) -> bool:
     Returns False when the publish failed or was skipped; the mark stays and the sweep computes it.
     """
     global _paused_until
-    from annotations.tasks import task_consensus_update
-
     if time.monotonic() < _paused_until:
         return False
     try:
         # One immediate retry (a pooled connection gone stale after a broker restart reconnects); the
         # transport's single connection attempt and short socket timeouts bound the rest (settings).
-        task_consensus_update.apply_async((task_id,), retry=True, retry_policy=_PUBLISH_RETRY)
+        job_queue("annotations.task_consensus_update", task_id, retry=True, retry_policy=_PUBLISH_RETRY)
     except (KombuError, OSError):
         _paused_until = time.monotonic() + PUBLISH_PAUSE_S
         logger.warning("consensus of task %s not queued (broker unavailable); the sweep will compute it",

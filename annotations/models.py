@@ -114,9 +114,9 @@ class Campaign(models.Model):
         default=0.5, help_text="Quality at or below which a rater earns nothing (0.5: no better than chance).",
     )
     pay_confidence = models.FloatField(
-        default=0.95, validators=[MinValueValidator(0.5), MaxValueValidator(0.999)],
-        help_text="Pay is judged on the lower confidence bound of quality at this level (one-sided), so a random "
-        "clicker's lucky streak earns nothing: 0.95 lets about one clicker in twenty clear q_min, by a hair.",
+        default=0.875, validators=[MinValueValidator(0.5), MaxValueValidator(0.999)],
+        help_text="Pay keeps only the advantage of quality over q_min that is more than noise at this confidence "
+        "(one-sided): at 0.875 a random clicker's lucky streak keeps about a hundredth of an honest expert's pay.",
     )
     gold_weight = models.FloatField(
         default=2.0, validators=[MinValueValidator(0.0)],
@@ -636,6 +636,7 @@ class RationaleMatch(models.Model):
     found_at = models.DateTimeField(help_text="When the quality job found the match.")
 
     class Meta:
+        verbose_name_plural = "rationale matches"
         ordering = ["-found_at", "-id"]
         constraints = [models.UniqueConstraint(fields=["judgment", "source"], name="rationale_match_unique")]
         indexes = [models.Index(fields=["campaign", "judgment"], name="rationale_match_campaign_idx")]
@@ -1028,3 +1029,33 @@ class GenerationJob(models.Model):
 
     def __str__(self) -> str:
         return f"generation job {self.pk} of {self.campaign_id} ({self.state})"
+
+
+class ApiToken(models.Model):
+    """A self-service API key: several per user, named, with an optional expiry; the key itself is never stored.
+
+    The key (``dd_`` and 43 URL-safe characters) is shown once when made; the database keeps its SHA-256 and
+    its first characters, so the owner and moderators can tell tokens apart. Revoking keeps the row (the audit
+    trail and the admin show when), but the key stops working at once.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens",
+        help_text="Whose requests the key authenticates.",
+    )
+    name = models.CharField(max_length=100, help_text="What the owner called it (e.g. the script that uses it).")
+    prefix = models.CharField(max_length=8, db_index=True, help_text="The key's first characters, kept in clear.")
+    key_hash = models.CharField(max_length=64, unique=True, help_text="SHA-256 of the key (hex); the key is not kept.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="After this the key is refused (empty: never).")
+    last_used_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last authenticated request, to the minute (not rewritten more often).",
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True, help_text="When the owner or a moderator revoked it.")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

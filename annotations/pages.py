@@ -28,3 +28,11 @@ urlpatterns += [
     path("notifications/", moderation_views.notifications_page, name="notifications"),
     path("notifications/read", moderation_views.notifications_read, name="notifications-read"),
 ]
+
+# The account's API tokens (anyone signed in).
+from annotations import token_views  # noqa: E402
+
+urlpatterns += [
+    path("account/tokens/", token_views.tokens_page, name="api-tokens"),
+    path("account/tokens/<int:token_id>/revoke", token_views.token_revoke, name="api-token-revoke"),
+]

@@ -24,9 +24,13 @@ def campaigns_visible_to(user) -> QuerySet[Campaign]:
     return Campaign.objects.filter(query).select_related("lab").distinct()
 
 
-def campaign_for_lab_member(*, user, campaign_id: int) -> Campaign:
-    """The campaign if ``user`` is a member of its lab; 404 otherwise, so existence never leaks."""
-    campaign = Campaign.objects.filter(pk=campaign_id, lab__members=user).select_related("lab").first()
+def campaign_for_lab_member(*, user, campaign_id: int, moderators: bool = False) -> Campaign:
+    """The campaign if ``user`` is a member of its lab (or, with ``moderators``, a moderator); 404 otherwise,
+    so existence never leaks."""
+    queryset = Campaign.objects.filter(pk=campaign_id)
+    if not (moderators and roles.is_moderator(user)):
+        queryset = queryset.filter(lab__members=user)
+    campaign = queryset.select_related("lab").first()
     if campaign is None:
         raise Http404("No such campaign.")
     return campaign

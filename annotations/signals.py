@@ -16,8 +16,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
-from annotations.agreement import corated_pairs
 from annotations.consensus import wilson_lower_bound
+from annotations.rater_agreement import corated_pairs
 
 # 1.4826 * MAD estimates the standard deviation of normal data.
 _MAD_TO_SD = 1.4826

@@ -4,7 +4,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import OperationalError
 
-from annotations import assignment, followup
+from annotations import followup, leases
 from annotations.models import Campaign
 from annotations.quality import services as quality_services
 
@@ -12,7 +12,7 @@ from annotations.quality import services as quality_services
 @shared_task(name="annotations.leases_reclaim", ignore_result=True)
 def leases_reclaim() -> int:
     """Expire leases past their expiry and give their places back to their tasks (every minute, by beat)."""
-    return assignment.leases_reclaim()
+    return leases.leases_reclaim()
 
 
 # Quality: consensus, agreement, signals. Only a database hiccup is

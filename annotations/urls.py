@@ -61,3 +61,11 @@ urlpatterns += [
     path("generation-jobs/<int:job_id>/cancel", api_generation.GenerationJobCancelApi.as_view(),
          name="generation-job-cancel"),
 ]
+
+# Self-service API tokens (any signed-in user, their own tokens).
+from annotations import api_tokens  # noqa: E402
+
+urlpatterns += [
+    path("me/tokens", api_tokens.ApiTokenListCreateApi.as_view(), name="me-tokens"),
+    path("me/tokens/<int:token_id>", api_tokens.ApiTokenRevokeApi.as_view(), name="me-token-revoke"),
+]

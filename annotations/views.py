@@ -21,6 +21,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from annotations import assignment as assignment_services
+from annotations import judgments as judgment_services
+from annotations import leases
 from annotations import experts, roles, selectors
 from annotations.forms import ExpertApplicationForm, SignUpForm, SkipForm
 from annotations.models import (
@@ -303,7 +305,7 @@ def _rating_context(expert: Expert, campaign: Campaign, lease: Assignment | None
         "earned": _campaign_earnings(expert, campaign),
     }
     if lease is not None:
-        task = assignment_services.leased_task(lease)
+        task = leases.leased_task(lease)
         context["prompt"] = task.prompt
         context.update(_form_state(posted, campaign, task.responses))
     return context
@@ -368,7 +370,7 @@ def rate_next(request, campaign_id: int):
     return _to_next_task(request, expert, campaign)
 
 
-def _judgment_input(post, campaign: Campaign) -> assignment_services.JudgmentInput:
+def _judgment_input(post, campaign: Campaign) -> judgment_services.JudgmentInput:
     """Form fields -> the service's input (slots as displayed)."""
     k = campaign.responses_per_task
     letters = slot_letters(k)
@@ -399,7 +401,7 @@ def _judgment_input(post, campaign: Campaign) -> assignment_services.JudgmentInp
             value = post.get(f"rating_{axis}_{letter}", "")
             if value.isdigit():
                 ratings[axis][letter] = int(value)
-    return assignment_services.JudgmentInput(
+    return judgment_services.JudgmentInput(
         ranking=ranking, strength=strength, ratings=ratings, rationale=post.get("rationale", ""),
         flags=post.getlist("flags"),
     )
@@ -412,10 +414,10 @@ def rate_submit(request, assignment_id: int):
     lease = get_object_or_404(Assignment.objects.select_related("task", "campaign"), pk=assignment_id, expert=expert)
     campaign = lease.campaign
     try:
-        assignment_services.judgment_submit(
+        judgment_services.judgment_submit(
             expert=expert, assignment_id=lease.pk, data=_judgment_input(request.POST, campaign),
         )
-    except assignment_services.JudgmentInvalid as exc:
+    except judgment_services.JudgmentInvalid as exc:
         context = _rating_context(expert, campaign, lease, posted=request.POST)
         context["errors"] = _page_errors(exc, campaign, request.POST)
         return render(request, "annotations/rate.html", context, status=400)

@@ -57,6 +57,7 @@ from django.contrib.auth.models import Group, User
 from django.db.models import Sum
 
 from annotations import assignment as assignment_services
+from annotations import judgments, leases
 from annotations import roles
 from annotations.models import Campaign, Domain, Expert, ExpertDomain, Lab, Task
 from annotations.quality import services as quality_services
@@ -369,18 +370,18 @@ class _Session:
         return lease  # None: nothing for this account now (a disagreeing task may reopen later)
 
     def answer(self, account: _Account, lease, at: datetime) -> None:
-        shown = [r["text"] for r in assignment_services.leased_task(lease).responses]
+        shown = [r["text"] for r in leases.leased_task(lease).responses]
         better = self.truth[lease.task_id]
         pick, magnitude = choose(account.cohort.kind, shown=shown, better_text=better,
                                  accuracy=account.result.accuracy, rng=self.rng)
         letters = ["A", "B"]
-        data = assignment_services.JudgmentInput(
+        data = judgments.JudgmentInput(
             ranking=[letters[pick], letters[1 - pick]],
             strength=-magnitude if pick == 0 else magnitude,
             rationale=f"{letters[pick]} is better: {self.words.text(self.rng, 12)}",
         )
         try:
-            submitted = assignment_services.judgment_submit(
+            submitted = judgments.judgment_submit(
                 expert=account.expert, assignment_id=lease.pk, data=data, now=at)
         except ServiceError as exc:
             self.result.notes.append(f"expert {account.expert.pk}: submit refused: {exc.message}")

@@ -39,9 +39,9 @@ smallest expert count). The statements of one judgment, as captured here on
           (before only) SELECT 1: Django's CONN_HEALTH_CHECKS, sent before the
                    first ORM query of a request, which was the stake read
           (before only) stake: SELECT balance FROM rewards_account ... (ORM, not prepared)
-          claim: pick + count + lease + the task's texts, one CTE     (assignment._claim_sql)
+          claim: pick + count + lease + the task's texts, one CTE     (leases._claim_sql)
   Submit: token (before: read a second time when DRF took a request over)
-          submit read: lease + task + campaign                       (assignment._submit_sql)
+          submit read: lease + task + campaign                       (judgments._submit_sql)
           submit write: close lease, insert judgment, count, mark consensus due (one CTE)
 
 The bench prints the list it captured, so a changed hot path shows here.
@@ -473,7 +473,7 @@ def capture_statements(expert: Expert, campaign_id: int) -> list[tuple[str, str]
 
 
 def _kind(sql: str) -> str:
-    from annotations import assignment
+    from annotations import assignment, judgments, leases
     from datadao import authentication
 
     flat = " ".join(sql.split())
@@ -481,10 +481,10 @@ def _kind(sql: str) -> str:
         "health check": "SELECT 1",
         "token": authentication._statement()[0],
         "context": assignment._context_sql(max(0, _setting("DATADAO_NEW_EXPERT_GOLD_ANSWERS")))[0],
-        "claim (gold)": assignment._claim_sql(gold=True, window=max(1, _setting("DATADAO_ASSIGN_WINDOW"))),
-        "claim": assignment._claim_sql(gold=False, window=max(1, _setting("DATADAO_ASSIGN_WINDOW"))),
-        "submit read": assignment._submit_sql()[0],
-        "submit write": assignment._submit_sql()[4],
+        "claim (gold)": leases._claim_sql(gold=True, window=max(1, _setting("DATADAO_ASSIGN_WINDOW"))),
+        "claim": leases._claim_sql(gold=False, window=max(1, _setting("DATADAO_ASSIGN_WINDOW"))),
+        "submit read": judgments._submit_sql()[0],
+        "submit write": judgments._submit_sql()[4],
     }
     for name, text in known.items():
         if flat == " ".join(text.split()):
@@ -507,7 +507,7 @@ class FloorClient:
         import psycopg
         from django.conf import settings
 
-        from annotations import assignment, roles
+        from annotations import assignment, judgments, leases, roles
         from annotations.models import Assignment, ExpertDomain, Task
         from datadao import authentication
         from rewards.models import Account
@@ -522,9 +522,9 @@ class FloorClient:
             "context": assignment._context_sql(gold_answers)[0],
             "stake": f"SELECT balance FROM {Account._meta.db_table} WHERE kind = %s AND expert_id = %s "
                      "ORDER BY id LIMIT 1",
-            "claim": assignment._claim_sql(gold=False, window=window),
-            "submit read": assignment._submit_sql()[0],
-            "submit write": assignment._submit_sql()[4],
+            "claim": leases._claim_sql(gold=False, window=window),
+            "submit read": judgments._submit_sql()[0],
+            "submit write": judgments._submit_sql()[4],
         }
         self.token_params = [*roles.ALL_ROLES, expert.token]
         stake = assignment._context_sql(gold_answers)[3]  # the bonded stake's parameters, read in the context

@@ -31,10 +31,9 @@ from annotations.agreement import (  # noqa: E402
     alpha_bootstrap_ci_from_ratings,
     alpha_from_ratings,
     krippendorff_alpha,
-    leave_one_out_agreement,
-    pairwise_kappa,
     raw_agreement_from_ratings,
 )
+from annotations.rater_agreement import leave_one_out_agreement, pairwise_kappa  # noqa: E402
 from annotations.consensus import dawid_skene_binary, majority_vote_binary  # noqa: E402
 from annotations.signals import (  # noqa: E402
     collusion,

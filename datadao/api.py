@@ -15,6 +15,7 @@ from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions, parsers, status
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.utils import json
 from rest_framework.response import Response
@@ -175,6 +176,16 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         errors = _flatten(detail)
     response.data = {"errors": _encodable(errors)}
     return response
+
+
+class DownloadNegotiation(DefaultContentNegotiation):
+    """A download may be asked for with any Accept header; errors still come back as JSON."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        try:
+            return super().select_renderer(request, renderers, format_suffix)
+        except exceptions.NotAcceptable:
+            return renderers[0], renderers[0].media_type
 
 
 class AssignmentThrottle(UserRateThrottle):

@@ -17,7 +17,7 @@ from annotations import selectors as annotation_selectors
 from annotations.models import Expert
 from annotations.permissions import IsExpert, IsLabMember
 from datadao.api import ApiError
-from datadao.api import call_service as _call
+from datadao.api import call_service
 from datadao.inputs import BIGINT_MAX, unstorable
 from rewards import selectors, services
 from rewards.amounts import token_symbol
@@ -198,7 +198,7 @@ class StakeApi(APIView):
         data = AmountInput(data=request.data)
         data.is_valid(raise_exception=True)
         expert = request.user.expert
-        posted = _call(
+        posted = call_service(
             services.stake_bond, expert=expert, amount=data.validated_data["amount"], client_key=client_key(request),
         )
         return Response(
@@ -228,7 +228,7 @@ class UnstakeApi(APIView):
         data = AmountInput(data=request.data)
         data.is_valid(raise_exception=True)
         expert = request.user.expert
-        unbonding = _call(services.stake_unbond, expert=expert, amount=data.validated_data["amount"])
+        unbonding = call_service(services.stake_unbond, expert=expert, amount=data.validated_data["amount"])
         return Response(
             {
                 "unbonding": {"id": unbonding.pk, "amount": unbonding.amount, "releases_at": unbonding.releases_at},
@@ -259,7 +259,7 @@ class CampaignFundApi(APIView):
         campaign = annotation_selectors.campaign_for_lab_member(user=request.user, campaign_id=campaign_id)
         data = AmountInput(data=request.data)
         data.is_valid(raise_exception=True)
-        result = _call(
+        result = call_service(
             services.campaign_fund, campaign=campaign, amount=data.validated_data["amount"], actor=request.user,
             client_key=client_key(request),
         )

@@ -29,16 +29,15 @@ from rest_framework.views import APIView
 
 from annotations import licences
 from annotations import selectors as annotation_selectors
-from annotations.api_exports import _JsonOrAnyFile, export_file_response
+from annotations.api_exports import export_file_response
 from annotations.exports import formats
 from annotations.exports import services as export_services
 from annotations.models import Campaign, Domain, Export
 from annotations.permissions import IsLabMember
-from datadao.api import ApiError
-from datadao.api import call_service as _call
+from datadao.api import ApiError, DownloadNegotiation, call_service
 from datadao.inputs import Integer, Number, Slug, Text, query_param
 from rewards import revenue, selectors
-from rewards.api import client_key as _client_key
+from rewards.api import client_key
 from rewards.models import DataPurchase
 
 
@@ -98,8 +97,8 @@ class CampaignDataSaleApi(APIView):
         campaign = annotation_selectors.campaign_for_lab_member(user=request.user, campaign_id=campaign_id)
         data = self.SaleInput(data=request.data)
         data.is_valid(raise_exception=True)
-        campaign = _call(revenue.campaign_sale_set, campaign=campaign, for_sale=data.validated_data["for_sale"],
-                         price=data.validated_data.get("price"))
+        campaign = call_service(revenue.campaign_sale_set, campaign=campaign, for_sale=data.validated_data["for_sale"],
+                                price=data.validated_data.get("price"))
         return Response(SaleOutput.of(campaign))
 
 
@@ -197,8 +196,8 @@ class PurchaseCreateApi(APIView):
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         buyer = _buyer_lab(request.user, fields.pop("lab", None))
-        result = _call(revenue.data_purchase_create, buyer=buyer, campaign_id=campaign_id, user=request.user,
-                       client_key=_client_key(request), **fields)
+        result = call_service(revenue.data_purchase_create, buyer=buyer, campaign_id=campaign_id, user=request.user,
+                              client_key=client_key(request), **fields)
         result.purchase.export.refresh_from_db()
         return Response(PurchaseOutput(result.purchase, context={"request": request}).data,
                         status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
@@ -243,7 +242,7 @@ class PurchaseDownloadApi(APIView):
     409 until the export is done. Members of the buying lab only."""
 
     permission_classes = [IsLabMember]
-    content_negotiation_class = _JsonOrAnyFile
+    content_negotiation_class = DownloadNegotiation
 
     @extend_schema(responses={200: OpenApiResponse(description="The file."),
                               409: OpenApiResponse(description="The export is not done.")})

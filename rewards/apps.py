@@ -12,6 +12,9 @@ class RewardsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        # Register the Celery tasks, so services can queue them by name (datadao.jobs) in any process.
+        from rewards import tasks  # noqa: F401
+
         # The campaign state machine lives in annotations and knows nothing of
         # money; closing a campaign ends its epoch and returns unspent escrow.
         from annotations.services import campaign_transition_hooks

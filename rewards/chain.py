@@ -19,9 +19,15 @@ the database), :func:`publish_root` puts one root on the distributor:
 :func:`claim_for` gives an address what a wallet needs to claim: the
 cumulative amount, the proof, the ready calldata and, when a chain is
 configured, what the address has already claimed on-chain.
+
+The contracts' ABI and bytecode come from the committed artifacts
+(``contracts/build/<name>.json``, written by ``manage.py contracts_build``),
+never from the compiler at run time. ``rewards.chain_claims`` indexes the
+distributor's ``Claimed`` events into the ledger.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -34,15 +40,20 @@ from rewards.merkle import Distribution, build_distribution
 from rewards.models import Epoch, EpochClaim
 
 CONTRACTS_DIR = Path(__file__).resolve().parent.parent / "contracts"
+ARTIFACTS_DIR = CONTRACTS_DIR / "build"
+CONTRACTS = ("DaoToken", "CumulativeDistributor")
+
+
+def artifact_path(name: str) -> Path:
+    return ARTIFACTS_DIR / f"{name}.json"
 
 
 @lru_cache(maxsize=None)
 def compiled(name: str) -> tuple[list[dict[str, Any]], str]:
-    """(abi, bytecode) of ``contracts/<name>.vy``, compiled once per process."""
-    import vyper
-
-    out = vyper.compile_code((CONTRACTS_DIR / f"{name}.vy").read_text(), output_formats=["abi", "bytecode"])
-    return out["abi"], out["bytecode"]
+    """(abi, bytecode) of ``contracts/<name>.vy`` from its committed artifact (``manage.py contracts_build``
+    writes it; a test fails when it is stale), so no process here needs the Vyper compiler."""
+    body = json.loads(artifact_path(name).read_text())
+    return body["abi"], body["bytecode"]
 
 
 def cumulative_earnings() -> dict[str, int]:

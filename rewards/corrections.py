@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from annotations.models import Judgment
 from annotations.services import ServiceError
-from rewards import ledger
+from rewards import chain_claims, ledger
 from rewards import services as reward_services
 from rewards.keys import claim_key, reward_key
 from rewards.ledger import InsufficientFunds
@@ -83,6 +83,7 @@ class RewardShare:
     amount: int  # what one judgment of this expert earns in that epoch
     paid: bool  # the epoch's reward to this expert has been posted
     claimed: int = 0  # of ``amount``, what the reward's on-chain claim took out of the platform
+    claimed_on_chain: int = 0  # of ``claimed``, what the expert's wallet has taken from the distributor (indexed)
 
 
 def judgment_reward_share(judgment: Judgment) -> RewardShare:
@@ -93,8 +94,10 @@ def judgment_reward_share(judgment: Judgment) -> RewardShare:
     worth is then the same per-judgment rate (or the campaign's reward per
     judgment when it was the expert's only one). An expert with a wallet was
     paid through a Merkle claim (``epoch:<id>:claim:<expert id>``): that part
-    of the share is ``claimed``, in proportion to the reward it moved. A
-    reward on hold or forfeited paid nothing: its share is 0.
+    of the share is ``claimed``, in proportion to the reward it moved, and
+    of that, ``claimed_on_chain`` is what the wallet has claimed from the
+    distributor as the claims indexer recorded it (``rewards.chain_claims``).
+    A reward on hold or forfeited paid nothing: its share is 0.
     """
     epoch = _epoch_of(judgment)
     if epoch is None or epoch.state == Epoch.State.OPEN or epoch.planned_at is None:
@@ -114,7 +117,12 @@ def judgment_reward_share(judgment: Judgment) -> RewardShare:
         transaction__idempotency_key=claim_key(epoch.pk, judgment.expert_id), amount__gt=0,
     ).values_list("amount", flat=True).first() or 0
     kept = amount * (reward.amount - min(sent, reward.amount)) // reward.amount if reward.amount > 0 else amount
-    return RewardShare(epoch.pk, True, counted, amount, paid, claimed=amount - kept)
+    claimed = amount - kept
+    on_chain = 0
+    if claimed and sent:
+        taken = chain_claims.epoch_claimed_on_chain(expert_id=judgment.expert_id, epoch_id=epoch.pk)
+        on_chain = claimed * min(taken, sent) // sent
+    return RewardShare(epoch.pk, True, counted, amount, paid, claimed=claimed, claimed_on_chain=on_chain)
 
 
 def judgment_key_suffix(judgment_id: int) -> str:
@@ -153,8 +161,11 @@ def judgment_reward_claw_back(*, judgment: Judgment, key_prefix: str, moderator,
 
     Takes only what that reward left in the platform, and only what is
     there: the part sent to an on-chain claim is never taken from the
-    expert's own tokens, and tokens already withdrawn are not taken either;
-    both are reported as not recovered. On a closed campaign with every
+    expert's own tokens (available balance or stake), and tokens already
+    withdrawn are not taken either; both are reported as not recovered, the
+    claim's part split into what the wallet already claimed on-chain (the
+    ledger's claimed-on-chain account) and what still waits in the
+    distributor. On a closed campaign with every
     epoch settled the clawed-back tokens go on to the lab
     (``rewards.services.campaign_escrow_sweep``), in this transaction.
     Refused while the judgment's epoch is being paid out."""
@@ -184,8 +195,10 @@ def judgment_reward_claw_back(*, judgment: Judgment, key_prefix: str, moderator,
     if amount < share.amount:
         out["not_recovered"] = share.amount - amount
     if share.claimed:
-        out["claimed_on_chain"] = share.claimed
-        out["note"] = "the reward was sent to the expert's on-chain claim; that part is not taken from their balance"
+        out["claimed_on_chain"] = share.claimed_on_chain
+        out["awaiting_claim"] = share.claimed - share.claimed_on_chain
+        out["note"] = ("the reward was sent to the expert's on-chain claim; that part is not taken from their "
+                       "balance or stake")
     return out
 
 

@@ -24,10 +24,13 @@ class Account(models.Model):
         AVAILABLE = "available", "Expert available"
         BONDED = "bonded", "Expert bonded stake"
         UNBONDING = "unbonding", "Expert unbonding stake"
+        CLAIMED = "claimed", "Expert claimed on-chain"
         TREASURY = "treasury", "DAO treasury"
         EXTERNAL = "external", "External (deposits and withdrawals)"
 
-    EXPERT_KINDS = (Kind.AVAILABLE, Kind.BONDED, Kind.UNBONDING)
+    # CLAIMED is outside the platform, like EXTERNAL: what the expert's wallets took from the distributor
+    # (rewards.chain_claims). Nothing is ever spent from it.
+    EXPERT_KINDS = (Kind.AVAILABLE, Kind.BONDED, Kind.UNBONDING, Kind.CLAIMED)
     SINGLETON_KINDS = (Kind.TREASURY, Kind.EXTERNAL)
 
     kind = models.CharField(max_length=16, choices=Kind.choices, help_text="What the account holds and for whom.")
@@ -53,7 +56,7 @@ class Account(models.Model):
                 condition=(
                     Q(kind="lab", lab__isnull=False, campaign__isnull=True, expert__isnull=True)
                     | Q(kind__in=["escrow", "sales"], lab__isnull=True, campaign__isnull=False, expert__isnull=True)
-                    | Q(kind__in=["available", "bonded", "unbonding"], lab__isnull=True, campaign__isnull=True,
+                    | Q(kind__in=["available", "bonded", "unbonding", "claimed"], lab__isnull=True, campaign__isnull=True,
                         expert__isnull=False)
                     | Q(kind__in=["treasury", "external"], lab__isnull=True, campaign__isnull=True,
                         expert__isnull=True)
@@ -89,6 +92,7 @@ class LedgerTransaction(models.Model):
         REWARD = "reward", "Epoch reward"
         DUST = "dust", "Epoch rounding dust"
         CLAIM = "claim", "Paid out through an on-chain claim"
+        CLAIMED = "claimed", "Claimed on-chain from the distributor"
         PURCHASE = "purchase", "Data purchase paid into escrow"
         REVENUE = "revenue", "Data purchase shared among contributors"
         REVERSAL = "reversal", "Reversal"
@@ -276,8 +280,8 @@ class EpochReward(models.Model):
     quality = models.FloatField(help_text="Shrunk quality q_i.")
     quality_low = models.FloatField(
         null=True, blank=True,
-        help_text="Lower bound of quality q_i that pay was judged on: pay needs it above the campaign's q_min. "
-        "Empty for rewards planned before it was stored.",
+        help_text="Paid quality: q_min plus the advantage of q_i over q_min that is more than noise; pay grows "
+        "with its square. Empty for rewards planned before it was stored.",
     )
     stake = models.FloatField(help_text="Time-weighted bonded stake s_i over the epoch, base units.")
     stake_factor = models.FloatField(
@@ -433,3 +437,44 @@ class HeldPayout(EpochReward):
         proxy = True
         verbose_name = "payout on hold"
         verbose_name_plural = "payouts on hold"
+
+
+class ChainCursor(models.Model):
+    """How far a chain job has read a contract's events: blocks up to ``last_block`` are in the database.
+
+    Advanced in the same database transaction as what the job wrote for those blocks, so a crash
+    re-reads them and the writes' own keys make the re-read post nothing twice."""
+
+    name = models.CharField(max_length=100, unique=True, help_text='The job and contract, e.g. "claimed:0xAbc...".')
+    last_block = models.BigIntegerField(help_text="Last block whose events are indexed; -1 before the first run.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} @ {self.last_block}"
+
+
+class ChainClaim(models.Model):
+    """A ``Claimed`` event of the cumulative distributor, indexed into the ledger (``rewards.chain_claims``)."""
+
+    distributor = models.CharField(max_length=42, help_text="The distributor contract that paid, EIP-55.")
+    tx_hash = models.CharField(max_length=66, help_text="The claim's transaction, 0x-prefixed.")
+    log_index = models.PositiveIntegerField(help_text="The event's position in its block.")
+    block_number = models.BigIntegerField()
+    address = models.CharField(max_length=42, db_index=True, help_text="The wallet that claimed, EIP-55.")
+    amount = models.BigIntegerField(help_text="Base units this claim paid.")
+    cumulative = models.DecimalField(max_digits=78, decimal_places=0, help_text="The leaf's cumulative amount.")
+    transaction = models.OneToOneField(
+        LedgerTransaction, on_delete=models.PROTECT, related_name="chain_claim",
+        help_text="The ledger transaction that moved the amount to the experts' claimed-on-chain accounts.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["block_number", "log_index"]
+        constraints = [
+            models.UniqueConstraint(fields=["tx_hash", "log_index"], name="chainclaim_one_per_event"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="chainclaim_amount_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.address} {self.amount} ({self.tx_hash}:{self.log_index})"

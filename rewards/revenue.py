@@ -48,6 +48,7 @@ from django.utils import timezone
 from annotations import licences
 from annotations.models import Campaign, DataValue, Export, Lab
 from annotations.services import ServiceError
+from datadao.jobs import job_queue
 from rewards import ledger
 from rewards.amounts import format_amount
 from rewards.models import Account, DataPurchase, LedgerTransaction
@@ -187,10 +188,8 @@ def _purchase(campaign, buyer, user, use, format, price, client_key, filters) ->
         memo=f"Data purchase {purchase.pk}: export of campaign {campaign.name}"[:500], campaign=campaign,
         created_by=purchase.bought_by,
     )
-    from rewards.tasks import purchase_settle
-
     # Queued after the export's own build (on_commit runs callbacks in order).
-    transaction.on_commit(lambda: purchase_settle.delay(purchase.pk))
+    transaction.on_commit(lambda: job_queue("rewards.purchase_settle", purchase.pk))
     return purchase
 
 

@@ -34,6 +34,7 @@ from django.utils import timezone
 from annotations.models import Campaign, DataValue, Expert, Judgment
 from annotations.quality.selectors import RaterEpochQuality, rater_epoch_quality
 from annotations.services import ServiceError
+from datadao.jobs import job_queue
 from rewards import holds, ledger, selectors, services
 from rewards.bulk import insert_rows
 from rewards.keys import claim_key, reward_key
@@ -54,7 +55,7 @@ def stake_reference(campaign: Campaign) -> int:
 
 
 def quality_z(confidence: float) -> float:
-    """One-sided normal quantile of the confidence pay is judged with (0.95 -> 1.645)."""
+    """One-sided normal quantile of the confidence pay is judged with (0.875 -> 1.15)."""
     from statistics import NormalDist
 
     return NormalDist().inv_cdf(confidence) if confidence > 0.5 else 0.0
@@ -419,7 +420,5 @@ def on_campaign_close(campaign: Campaign) -> None:
     if not campaign.epochs.exclude(state=Epoch.State.SETTLED).exists():
         services.campaign_escrow_refund(campaign=campaign)
         return
-    from rewards.tasks import settle_epoch
-
     for epoch_id in due:
-        transaction.on_commit(lambda epoch_id=epoch_id: settle_epoch.delay(epoch_id))
+        transaction.on_commit(lambda epoch_id=epoch_id: job_queue("rewards.settle_epoch", epoch_id))

@@ -69,3 +69,14 @@ def chain_publish_root() -> dict | None:
 
     connected = chain.connect()
     return chain.publish_root(connected) if connected is not None else None
+
+
+@shared_task(name="rewards.chain_index_claims", ignore_result=True, autoretry_for=(OSError,), retry_backoff=30,
+             max_retries=5)
+def chain_index_claims() -> dict | None:
+    """Index the distributor's ``Claimed`` events into the ledger, from the block after the last indexed one
+    (periodic; a no-op without ``CHAIN_RPC_URL``; a re-run posts nothing twice)."""
+    from rewards import chain, chain_claims
+
+    connected = chain.connect()
+    return chain_claims.claims_index(connected) if connected is not None else None

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 from annotations import roles
 from annotations.models import Expert
 from annotations.services import ServiceError
-from rewards import selectors, services
+from rewards import chain_claims, selectors, services
 from rewards.amounts import format_amount
 from rewards.forms import AmountForm
 from rewards.models import Account, EpochClaim, EpochReward, Slash
@@ -51,6 +51,10 @@ def wallet(request):
     }
     for reward in earnings:
         reward.slash_cost = slashed.get(reward.epoch_id, 0)
+    addresses = set(EpochReward.objects.filter(expert=expert).exclude(wallet_address="")
+                    .values_list("wallet_address", flat=True).order_by().distinct())
+    if expert.wallet_address:
+        addresses.add(expert.wallet_address)
     return render(request, "rewards/wallet.html", {
         "expert": expert,
         "balances": selectors.expert_balances(expert=expert),
@@ -62,6 +66,9 @@ def wallet(request):
         "min_stake": settings.DATADAO_MIN_STAKE,
         "unbonding_days": settings.DATADAO_UNBONDING_DAYS,
         "account_labels": dict(Account.Kind.choices),
+        "wallet_claims": chain_claims.wallet_claims(addresses),
+        # The claim button needs a distributor to send to; the browser's wallet signs, never the platform.
+        "distributor": settings.CHAIN_DISTRIBUTOR_ADDRESS if settings.CHAIN_RPC_URL else "",
     })
 
 

@@ -29,7 +29,7 @@ __all__ = [
     "data_value_multiplier",
     "earned_budget",
     "blended_quality",
-    "quality_lower_bound",
+    "paid_quality",
     "reward_weights",
     "settle_epoch_math",
     "smoothed_accuracy",
@@ -196,15 +196,27 @@ def blended_quality(
     return np.clip(q, 0.0, 1.0), n_eff
 
 
-def quality_lower_bound(q: npt.ArrayLike, n_eff: npt.ArrayLike, *, z: float = 1.6448536269514722) -> np.ndarray:
-    """Wilson lower bound of q over n_eff pieces of evidence (0 with none): what pay is judged on.
+#: The skeptical prior of ``paid_quality``: every account starts as if it had this many answers at q_min.
+PRIOR_EVIDENCE = 10.0
 
-    A random clicker's q lands above 0.5 half of the time by luck; its lower
-    bound clears 0.5 only about one time in twenty (one-sided 95%, z =
-    1.645), and then by a hair, so luck does not pay. An honest expert's
-    bound rises with the work done, so a long record is not zeroed by a
-    noisy stretch. The bound shrinks with less evidence, so splitting one
-    person's work over several accounts lowers every account's bound.
+
+def paid_quality(q: npt.ArrayLike, n_eff: npt.ArrayLike, *, q_min: float = 0.5, z: float = 1.0,
+                 prior: float = PRIOR_EVIDENCE) -> np.ndarray:
+    """The quality pay is judged on: q_min + the advantage over q_min that the evidence supports.
+
+    Two steps. First a skeptical prior: ``prior`` answers at q_min join the
+    evidence, ``q' = (n_eff q + prior q_min) / (n_eff + prior)``, so an
+    account is no better than chance until it shows otherwise, and the
+    first few dozen answers earn less than a long record (an account split
+    in five carries the prior five times). Then the noise comes out:
+    ``(q' - q_min)^2 - z^2 q' (1 - q') / (n_eff + prior)`` is, at z = 1, the
+    unbiased estimate of the squared advantage (the square of a noisy
+    estimate overstates it by the estimate's variance). Its square root,
+    where positive, is the advantage kept: a random clicker's 0.5 plus noise
+    keeps nothing unless the noise exceeds z standard errors, and then only
+    the excess; an honest 70% rater with a few dozen judgments keeps most of
+    its advantage, and more evidence keeps more.
+    At or below q_min, or with no evidence, the lesser of q and q_min (it earns nothing).
     """
     q_arr = _as_float_array("q", q)
     n_arr = _as_float_array("n_eff", n_eff)
@@ -212,14 +224,18 @@ def quality_lower_bound(q: npt.ArrayLike, n_eff: npt.ArrayLike, *, z: float = 1.
     _check_range("n_eff", n_arr, 0.0)
     if not np.isfinite(z) or z < 0:
         raise ValueError("z must be finite and >= 0")
+    if not (0.0 <= q_min < 1.0):
+        raise ValueError("q_min must be in [0, 1)")
+    if not np.isfinite(prior) or prior < 0:
+        raise ValueError("prior must be finite and >= 0")
     q_arr, n_arr = np.broadcast_arrays(q_arr, n_arr)
-    some = n_arr >= 1e-6  # less than a millionth of an answer is no evidence (and overflows the formula)
-    safe_n = np.where(some, n_arr, 1.0)
-    z2 = z * z
-    centre = q_arr + z2 / (2.0 * safe_n)
-    margin = z * np.sqrt(q_arr * (1.0 - q_arr) / safe_n + z2 / (4.0 * safe_n * safe_n))
-    lower = (centre - margin) / (1.0 + z2 / safe_n)
-    return np.where(some, np.clip(lower, 0.0, 1.0), 0.0)
+    some = n_arr >= 1e-6  # less than a millionth of an answer is no evidence
+    total = np.where(some, n_arr + prior, 1.0)
+    shrunk = (n_arr * q_arr + prior * q_min) / total
+    advantage = shrunk - q_min
+    kept = np.sqrt(np.maximum(advantage * advantage - z * z * shrunk * (1.0 - shrunk) / total, 0.0))
+    paid = np.where(q_arr > q_min, q_min + kept, q_arr)
+    return np.where(some, np.clip(paid, 0.0, 1.0), np.minimum(q_arr, q_min))
 
 
 # --------------------------------------------------------------------------
@@ -320,12 +336,17 @@ def reward_weights(
     q_min: float = 0.5,
     beta: float = 1.0,
 ) -> np.ndarray:
-    """w = n * max(0, q - q_min) / (1 - q_min) * g(s).
+    """w = n * (max(0, q - q_min) / (1 - q_min))^2 * g(s), q being the paid quality (``paid_quality``).
 
     Linear in accepted work n, so splitting an account splits its weight;
-    zero at or below q_min (0.5 = chance), so herding and noise earn nothing
-    and a mediocre rater earns less than in proportion to volume; scaled by
-    the saturating stake bonus g.
+    zero at or below q_min (0.5 = chance), so herding and noise earn nothing.
+    Square in the advantage over chance, as a label's worth is: a rater right
+    a fraction q of the time carries information growing with (2q - 1)^2, so
+    two 70% labels are worth about a quarter of two 90% ones, and a mediocre
+    rater earns less than in proportion to volume. With ``paid_quality``'s
+    noise removal, ``n (q - q_min)^2 - z^2 q (1 - q) n / n_eff``: the noise is
+    charged once per account, so one person's work split over accounts pays
+    it once per account. Scaled by the saturating stake bonus g.
     """
     n_arr = _as_float_array("n", n)
     q_arr = _as_float_array("q", q)
@@ -335,7 +356,7 @@ def reward_weights(
         raise ValueError("q_min must be in [0, 1)")
     g = stake_multiplier(s, s_half=s_half, beta=beta)
     excess = np.maximum(q_arr - q_min, 0.0) / (1.0 - q_min)
-    return n_arr * excess * g
+    return n_arr * excess * excess * g
 
 
 # --------------------------------------------------------------------------
@@ -451,7 +472,7 @@ class EpochMath:
     agreement: np.ndarray
     quality: np.ndarray  # q: agreement and gold pooled
     evidence: np.ndarray  # n_eff behind q
-    quality_low: np.ndarray  # the lower bound pay is judged on
+    quality_low: np.ndarray  # the paid quality (``paid_quality``) pay is judged on
     stake_multiplier: np.ndarray
     weight: np.ndarray
     payouts: list[int]
@@ -530,12 +551,12 @@ def settle_epoch_math(
     q_min: float = 0.5,
     beta: float = 1.0,
     gold_weight: float = 2.0,
-    z: float = 1.6448536269514722,
+    z: float = 1.0,
     excluded: npt.ArrayLike | None = None,
     value_factor: npt.ArrayLike | None = None,
     held: npt.ArrayLike | None = None,
 ) -> EpochMath:
-    """Chain agreement -> pooled quality -> lower bound -> weight -> exact split.
+    """Chain agreement -> pooled quality -> paid quality -> weight -> exact split.
 
     All per-expert arrays are aligned (one entry per expert). `n` is the
     count of accepted judgments of the epoch (what is paid for); `matches`,
@@ -556,7 +577,7 @@ def settle_epoch_math(
     """
     agreement = chance_corrected_agreement(matches, n_compared, f_rater, f_consensus)
     quality, evidence = blended_quality(agreement, n_compared, gold_correct, gold_n, gold_weight=gold_weight)
-    low = quality_lower_bound(quality, evidence, z=z)
+    low = paid_quality(quality, evidence, q_min=q_min, z=z)
     multiplier = stake_multiplier(stake, s_half=s_half, beta=beta)
     weight = reward_weights(n, low, stake, s_half=s_half, q_min=q_min, beta=beta)
     if excluded is not None:

@@ -21,7 +21,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from annotations import disputes
+from annotations import disputes, tokens_service
 from annotations.handles import rater_handle
 from annotations.models import Assignment, Campaign, Export, GenerationJob, QualificationAttempt
 from rewards import services
@@ -103,6 +103,7 @@ def build_world(tmp_path, settings) -> World:
     settings.DATADAO_CHECKPOINTS = {"tiny": str(checkpoint)}
     job = GenerationJob.objects.create(campaign=campaign, checkpoint="tiny", checkpoint_path=str(checkpoint),
                                        state=GenerationJob.State.RUNNING)
+    api_token, _key = tokens_service.api_token_create(user=expert.user, name="Ann's rating script")
 
     world = World(users={"anon": None, "expert": expert.user, "other_expert": other.user, "lab": lab_user,
                          "other_lab": other_lab_user, "moderator": moderator})
@@ -111,7 +112,7 @@ def build_world(tmp_path, settings) -> World:
         "voided": voided.pk, "attempt": attempt.pk, "export": export.pk, "epoch": epoch.pk,
         "address": expert.wallet_address, "dispute": dispute.pk, "lab_dispute": lab_dispute.pk,
         "open_slash": open_slash.pk, "task": tasks[1].external_id, "handle": rater_handle(campaign.pk, expert.pk),
-        "purchase": purchase.pk, "job": job.pk,
+        "purchase": purchase.pk, "job": job.pk, "api_token": api_token.pk,
     }
     world.secrets = {
         "expert": ["expert-ann-q7", "ann.q7@example.org"], "other_expert": ["expert-bob-q7", "bob.q7@example.org"],
@@ -294,6 +295,21 @@ MATRIX.update({
 })
 
 
+# Self-service API tokens: anyone signed in, their own tokens only (Ann owns {api_token}).
+MATRIX.update({
+    ("annotations_pages:api-tokens", ""): ("get", "/account/tokens/", None, _e(LOGIN, 200, 200, 200, 200, 200)),
+    ("annotations_pages:api-tokens", "create"): (
+        "post", "/account/tokens/", {"name": "Matrix script"}, _e(LOGIN, 200, 200, 200, 200, 200)),
+    ("annotations_pages:api-token-revoke", ""): (
+        "post", "/account/tokens/{api_token}/revoke", {}, _e(LOGIN, 302, 404, 404, 404, 404)),
+    ("annotations_api:me-tokens", ""): ("get", "/api/v1/me/tokens", None, _e(API_ANON, 200, 200, 200, 200, 200)),
+    ("annotations_api:me-tokens", "create"): (
+        "post", "/api/v1/me/tokens", {"name": "Matrix script"}, _e(API_ANON, 201, 201, 201, 201, 201)),
+    ("annotations_api:me-token-revoke", ""): (
+        "delete", "/api/v1/me/tokens/{api_token}", None, _e(API_ANON, 204, 404, 404, 404, 404)),
+})
+
+
 def _fill(value, ids):
     if isinstance(value, str):
         filled = value.format(**ids)
@@ -327,6 +343,8 @@ def _request(world: World, role: str, method: str, path: str, body):
     client = _client(world, role, api=api)
     if method == "get":
         return client.get(path)
+    if method == "delete":
+        return client.delete(path)
     if api:
         return client.post(path, _fill(body, ids), format="json")
     return client.post(path, _fill(body, ids))

@@ -85,6 +85,7 @@ from annotations.exports import formats, selectors, sql_lines
 from annotations.exports.writers import JsonlWriter, ParquetWriter, temporary_path, write_zip
 from annotations.models import Campaign, Export
 from annotations.services import ServiceError
+from datadao.jobs import job_queue
 
 logger = logging.getLogger(__name__)
 
@@ -215,9 +216,7 @@ def export_request(
         campaign=campaign, requested_by=user if getattr(user, "is_authenticated", False) else None,
         format=format, file_format=file_format, params=params,
     )
-    from annotations.tasks import export_build as export_build_task
-
-    transaction.on_commit(lambda: export_build_task.delay(export.pk))
+    transaction.on_commit(lambda: job_queue("annotations.export_build", export.pk))
     return export
 
 
@@ -670,8 +669,6 @@ def exports_sweep(*, now: datetime | None = None) -> dict[str, int]:
     """Remove export temporary files older than an hour; queue again the builds that went silent (a killed
     worker) and the queued exports never started (a lost message). Safe to run twice: the claim lets one
     run of each build through."""
-    from annotations.tasks import export_build as export_build_task
-
     now = now or timezone.now()
     root = Path(settings.DATADAO_EXPORT_ROOT)
     removed = sum(_remove_temporaries(folder, older_than=TEMPORARY_MAX_AGE_S)
@@ -681,7 +678,7 @@ def exports_sweep(*, now: datetime | None = None) -> dict[str, int]:
                .values_list("id", flat=True))
     for export_id in due:
         try:
-            export_build_task.delay(export_id)
+            job_queue("annotations.export_build", export_id)
         except Exception:  # noqa: BLE001 - the broker is away; the next sweep tries again
             logger.warning("exports sweep: could not queue export %s", export_id, exc_info=True)
     if removed or due:

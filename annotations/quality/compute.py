@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from annotations import agreement, consensus, signals
+from annotations import agreement, consensus, rater_agreement, signals
 
 STRENGTH_NONE = -128  # loader's stand-in for a missing strength
 # Reliability assumed for a rater the campaign job has not estimated yet and
@@ -395,8 +395,8 @@ def campaign_quality(
         r_unit.ravel(), (r_dir * r_gap).ravel(), "ordinal", n_boot=n_boot, seed=seed,
     )
     raw = agreement.raw_agreement_from_ratings(d_unit, d_label)
-    loo = agreement.leave_one_out_agreement(d_rater, d_unit, d_label)
-    kappa = agreement.pairwise_kappa(d_rater, d_unit, d_label, min_shared=KAPPA_MIN_SHARED)
+    loo = rater_agreement.leave_one_out_agreement(d_rater, d_unit, d_label)
+    kappa = rater_agreement.pairwise_kappa(d_rater, d_unit, d_label, min_shared=KAPPA_MIN_SHARED)
     kendall = _kendalls_w(j.take(real), real_row, seed) if k > 2 else None
 
     # Signals.
@@ -483,7 +483,8 @@ def _kendalls_w(j: Judgments, task_row: np.ndarray, seed: int) -> dict[str, Any]
         eligible = np.sort(np.random.default_rng(seed).choice(eligible, KENDALL_MAX_TASKS, replace=False))
     order = np.argsort(task_row, kind="stable")
     bounds = np.searchsorted(task_row[order], np.arange(counts.size + 1))
-    values = np.array([agreement.kendalls_w(j.ranks[order[bounds[t] : bounds[t + 1]]]) for t in eligible.tolist()])
+    values = np.array([rater_agreement.kendalls_w(j.ranks[order[bounds[t] : bounds[t + 1]]])
+                       for t in eligible.tolist()])
     values = values[np.isfinite(values)]
     if values.size == 0:
         return None

@@ -22,7 +22,7 @@ import time
 from datetime import datetime, timedelta
 
 import numpy as np
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Count, Exists, F, OuterRef, Q
 from django.utils import timezone
 
@@ -112,14 +112,26 @@ def _fallback_weights(campaign: Campaign, expert_ids: list[int]) -> dict[int, fl
     return dict(zip(expert_ids, compute.reliability_log_odds(reliability).tolist()))
 
 
+def _needs_more_raters(task: Task, campaign: Campaign, values: dict) -> bool:
+    """``tasks_adapt_overlap``'s condition, on the figures just computed: only then is its UPDATE sent."""
+    return (task.state == Task.State.COMPLETE and task.judgment_count >= task.target_overlap
+            and (values["margin"] < campaign.consensus_min_margin
+                 or (values["effective_votes"] is not None
+                     and values["effective_votes"] < compute.min_effective_votes(campaign.overlap))))
+
+
 def task_consensus_update(*, task_id: int) -> TaskConsensus | None:
     """Recompute one task's consensus from its judgments and the stored rater weights, then adapt its overlap.
 
     Raters the campaign job has not seen yet count with their smoothed gold
     accuracy (or the prior), clipped at the campaign's cap times the median
-    weight of the last campaign run.
+    weight of the last campaign run. This runs once per completed task, so it
+    is kept to a few statements: the task with its campaign and stored
+    consensus, the judgments, the weights, the latest report's version, and
+    one write (``writing.consensus_write_one``); the overlap UPDATEs are sent
+    only when the new consensus is unsettled.
     """
-    task = Task.objects.select_related("campaign").filter(pk=task_id).first()
+    task = Task.objects.select_related("campaign", "consensus").filter(pk=task_id).first()
     if task is None or task.is_gold:
         return None
     campaign = task.campaign
@@ -129,42 +141,23 @@ def task_consensus_update(*, task_id: int) -> TaskConsensus | None:
     experts = sorted(set(judgments.expert_id.tolist()))
     weights = dict(RaterQuality.objects.filter(campaign=campaign, expert_id__in=experts)
                    .values_list("expert_id", "vote_weight"))
-    latest = QualityReport.objects.filter(campaign=campaign).order_by("-version").first()
+    version, median = QualityReport.objects.filter(campaign=campaign).order_by("-version").values_list(
+        "version", "figures__weight_median").first() or (0, None)
     missing = [e for e in experts if e not in weights]
     if missing:
-        median = (latest.figures.get("weight_median") if latest else None) or None
         for expert_id, weight in _fallback_weights(campaign, missing).items():
             weights[expert_id] = min(weight, campaign.consensus_weight_cap * median) if median else weight
     rows = compute.single_task_consensus(judgments, weights, compute.reliability_log_odds(
         np.array([compute.PRIOR_RELIABILITY]))[0])
     values = next(rows.records(range(1)))
     values.pop("task_id")
-    tokens = None
-    if not TaskConsensus.objects.filter(task_id=task_id, tokens__isnull=False).exists():
-        tokens = loading.task_tokens_of(task.pk)
-    now = timezone.now()
-    for _attempt in range(2):
-        try:
-            with transaction.atomic():
-                current = TaskConsensus.objects.select_for_update().filter(task_id=task_id).first()
-                if current is None:
-                    current = TaskConsensus.objects.create(
-                        task_id=task_id, campaign=campaign, version=latest.version if latest else 0,
-                        tokens=tokens, computed_at=now, **values,
-                    )
-                elif current.last_judgment_id <= values["last_judgment_id"]:
-                    for name, value in values.items():
-                        setattr(current, name, value)
-                    current.version = latest.version if latest else 0
-                    current.computed_at = now
-                    if current.tokens is None:
-                        current.tokens = tokens
-                    current.save()
-            break
-        except IntegrityError:
-            continue  # a concurrent job created the row first: lock it and compare
-    tasks_adapt_overlap(campaign=campaign, task_ids=[task_id])
-    return TaskConsensus.objects.filter(task_id=task_id).first()
+    stored = getattr(task, "consensus", None)  # select_related: no query; None when there is no row yet
+    tokens = stored.tokens if stored is not None and stored.tokens is not None else loading.task_tokens_of(task.pk)
+    consensus = writing.consensus_write_one(task_id, campaign.pk, values, version=version, tokens=tokens,
+                                            now=timezone.now())
+    if consensus is not None and _needs_more_raters(task, campaign, values):
+        tasks_adapt_overlap(campaign=campaign, task_ids=[task_id])
+    return consensus if consensus is not None else TaskConsensus.objects.filter(task_id=task_id).first()
 
 
 # --------------------------------------------------------------------------

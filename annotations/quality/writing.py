@@ -14,7 +14,7 @@ from datetime import datetime
 
 import numpy as np
 import orjson
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 
 from annotations.handles import rater_handle
 from annotations.models import Campaign, RaterQuality, RationaleMatch, TaskConsensus
@@ -117,6 +117,51 @@ def _upsert_consensus_postgres(campaign_id: int, rows: TaskConsensusRows, batch:
     update = [c for c in _CONSENSUS_COLUMNS if c not in ("task_id", "campaign_id")]
     return _copy_upsert(TaskConsensus, _CONSENSUS_COLUMNS, records, conflict=["task_id"], update=update,
                         where=_CONSENSUS_WHERE, expressions={"tokens": "COALESCE(EXCLUDED.tokens, c.tokens)"})
+
+
+def consensus_write_one(task_id: int, campaign_id: int, values: dict, *, version: int, tokens: int | None,
+                        now: datetime) -> TaskConsensus | None:
+    """Create or update one task's consensus row unless the stored one was computed from a later judgment.
+
+    Returns the row as written, or None when a newer one was kept. PostgreSQL: one ``INSERT ... ON CONFLICT
+    DO UPDATE ... WHERE``, no explicit transaction; elsewhere the same rule under a row lock.
+    """
+    row = TaskConsensus(task_id=task_id, campaign_id=campaign_id, version=version, tokens=tokens, computed_at=now,
+                        **values)
+    if connection.vendor == "postgresql":
+        columns = _CONSENSUS_COLUMNS
+        update = [c for c in columns if c not in ("task_id", "campaign_id")]
+        params = [task_id, campaign_id, _json(values["ranks"]), _json(values["pairs"]), values["margin"],
+                  values["n_raters"], values["effective_votes"], values["method"], version,
+                  values["last_judgment_id"], tokens, now]
+        assignments = ", ".join(
+            f"{c} = COALESCE(EXCLUDED.{c}, c.{c})" if c == "tokens" else f"{c} = EXCLUDED.{c}" for c in update)
+        table = TaskConsensus._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} AS c ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
+                f"ON CONFLICT (task_id) DO UPDATE SET {assignments} "
+                "WHERE c.last_judgment_id <= EXCLUDED.last_judgment_id RETURNING c.tokens", params)
+            written = cursor.fetchone()
+        if written is None:
+            return None
+        row.tokens = written[0]
+        return row
+    for _attempt in range(2):
+        try:
+            with transaction.atomic():
+                current = TaskConsensus.objects.select_for_update().filter(task_id=task_id).first()
+                if current is None:
+                    row.save(force_insert=True)
+                    return row
+                if current.last_judgment_id > values["last_judgment_id"]:
+                    return None
+                row.tokens = tokens if tokens is not None else current.tokens
+                row.save(force_update=True)
+                return row
+        except IntegrityError:
+            continue  # a concurrent job created the row first: lock it and compare
+    return None
 
 
 def raters_write(raters: list[RaterQuality]) -> None:

@@ -289,6 +289,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     "rewards.epochs_roll": {"task": "rewards.epochs_roll", "schedule": 15 * 60.0},
     # On-chain rewards (off unless CHAIN_RPC_URL is set): the cumulative root of the settled epochs.
     "rewards.chain_publish_root": {"task": "rewards.chain_publish_root", "schedule": 15 * 60.0},
+    # ... and the distributor's Claimed events into the ledger (claimed on-chain), from where it stopped.
+    "rewards.chain_index_claims": {"task": "rewards.chain_index_claims", "schedule": 5 * 60.0},
     "rewards.unbonding_release_due": {"task": "rewards.unbonding_release_due", "schedule": 10 * 60.0},
     # Campaign agreement, rater reliabilities and signals; a campaign whose
     # inputs did not change since its last report is skipped after one read.
@@ -349,3 +351,7 @@ CHAIN_RPC_URL = env.str("CHAIN_RPC_URL", default="")
 CHAIN_TREASURY_KEY = env.str("CHAIN_TREASURY_KEY", default="")
 CHAIN_TOKEN_ADDRESS = env.str("CHAIN_TOKEN_ADDRESS", default="")
 CHAIN_DISTRIBUTOR_ADDRESS = env.str("CHAIN_DISTRIBUTOR_ADDRESS", default="")
+# The claims indexer reads events this many blocks behind the head (a reorg deeper than that would need
+# a re-index), starting at the distributor's deployment block.
+CHAIN_CONFIRMATIONS = env.int("CHAIN_CONFIRMATIONS", default=0)
+CHAIN_CLAIMS_FROM_BLOCK = env.int("CHAIN_CLAIMS_FROM_BLOCK", default=0)

@@ -16,14 +16,11 @@ from sklearn.metrics import cohen_kappa_score
 from annotations.agreement import (
     alpha_bootstrap_ci,
     alpha_from_ratings,
-    cohen_kappa,
-    kendalls_w,
     krippendorff_alpha,
-    leave_one_out_agreement,
-    pairwise_kappa,
     raw_agreement,
     ratings_from_matrix,
 )
+from annotations.rater_agreement import cohen_kappa, kendalls_w, leave_one_out_agreement, pairwise_kappa
 
 LEVELS = ["nominal", "ordinal", "interval"]
 

@@ -6,6 +6,8 @@ import pytest
 from django.utils import timezone
 
 from annotations import assignment as svc
+from annotations import judgments
+from annotations import leases as lease_services
 from annotations import experts
 from annotations.models import Assignment, QualificationItem, Task
 from annotations.services import ServiceError
@@ -18,7 +20,7 @@ RATIONALE = "A is safer: it checks renal function first."
 
 def submit(expert, lease, **overrides):
     data = {"ranking": ["A", "B"], "strength": -2, "rationale": RATIONALE, **overrides}
-    return svc.judgment_submit(expert=expert, assignment_id=lease.pk, data=svc.JudgmentInput(**data))
+    return judgments.judgment_submit(expert=expert, assignment_id=lease.pk, data=judgments.JudgmentInput(**data))
 
 
 def rate_once(campaign, expert=None):
@@ -183,7 +185,7 @@ def test_reclaim_job_is_safe_to_run_twice(open_campaign):
     leases = [svc.assignment_next(expert=factories.ExpertFactory(), campaign=open_campaign) for _ in range(2)]
     Assignment.objects.filter(pk=leases[0].pk).update(expires_at=timezone.now() - timedelta(minutes=1))
     assert leases_reclaim.delay().get() == 1
-    assert svc.leases_reclaim() == 0
+    assert lease_services.leases_reclaim() == 0
     filled = dict(Task.objects.values_list("pk", "filled"))
     # The first lease went, the second stays: only its task still counts a place.
     assert filled[leases[1].task_id] == 1
@@ -210,7 +212,7 @@ def test_skip_releases_the_task_for_others_but_not_for_me():
 
 def test_task_completes_at_its_overlap_and_the_hook_runs_once(open_campaign, django_capture_on_commit_callbacks, monkeypatch):
     completed = []
-    monkeypatch.setattr(svc, "on_task_complete", completed.append)
+    monkeypatch.setattr(judgments, "on_task_complete", completed.append)
     task = factories.TaskFactory(campaign=open_campaign)
     with django_capture_on_commit_callbacks(execute=True):
         for _ in range(3):

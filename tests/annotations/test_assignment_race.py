@@ -6,6 +6,7 @@ import pytest
 from django.db import connection
 
 from annotations import assignment as svc
+from annotations import judgments, leases
 from annotations.models import Assignment, Expert, Judgment, Task
 from tests import factories
 
@@ -47,7 +48,7 @@ def test_fifty_experts_exhaust_a_campaign_without_overfilling_or_repeats():
                     peak["filled"] = max(peak["filled"], filled)
                 # Everyone prefers the first upload, whichever slot shows it.
                 first_is_a = lease.display_order[0] == 0
-                svc.judgment_submit(expert=expert, assignment_id=lease.pk, data=svc.JudgmentInput(
+                judgments.judgment_submit(expert=expert, assignment_id=lease.pk, data=judgments.JudgmentInput(
                     ranking=["A", "B"] if first_is_a else ["B", "A"], strength=-1 if first_is_a else 1,
                     rationale="The first answer is the safer and more complete one.",
                 ))
@@ -100,7 +101,7 @@ def test_the_claim_walks_the_assignment_index_instead_of_scanning_the_campaign()
         cursor.execute("ANALYZE annotations_assignment")
         for gold in (False, True):
             now = timezone.now()
-            cursor.execute("EXPLAIN " + svc._claim_sql(gold=gold, window=32), {
+            cursor.execute("EXPLAIN " + leases._claim_sql(gold=gold, window=32), {
                 "campaign": campaign.pk, "expert": expert.pk, "gold": gold, "open": "open", "leased": "leased",
                 "order": "[0, 1]", "now": now, "expires": now, "salt": "0.5",
             })
@@ -121,7 +122,7 @@ def test_a_judgment_sent_eight_times_at_once_is_recorded_once():
     expert = factories.ExpertFactory()
     lease = svc.assignment_next(expert=expert, campaign=campaign)
     first_is_a = lease.display_order[0] == 0
-    data = svc.JudgmentInput(ranking=["A", "B"] if first_is_a else ["B", "A"], strength=-1 if first_is_a else 1,
+    data = judgments.JudgmentInput(ranking=["A", "B"] if first_is_a else ["B", "A"], strength=-1 if first_is_a else 1,
                              rationale="The first answer is the safer and more complete one.")
     senders = 8
     start = threading.Barrier(senders)
@@ -131,7 +132,7 @@ def test_a_judgment_sent_eight_times_at_once_is_recorded_once():
     def send() -> None:
         try:
             start.wait()
-            result = svc.judgment_submit(expert=Expert.objects.get(pk=expert.pk), assignment_id=lease.pk, data=data)
+            result = judgments.judgment_submit(expert=Expert.objects.get(pk=expert.pk), assignment_id=lease.pk, data=data)
             results.append((result.created, result.judgment.pk))
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)

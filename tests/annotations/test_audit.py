@@ -58,7 +58,8 @@ def test_a_ledger_posting_made_in_a_request_records_who_and_where(lab_client, la
 def test_admin_actions_are_recorded_with_the_selection(client, moderator):
     applicant = factories.ExpertFactory(state=Expert.State.APPLIED)
     client.force_login(moderator)
-    client.post("/admin/annotations/judgment/", {"action": "void", "_selected_action": ["999999"]},
+    client.post("/admin/annotations/judgment/", {"action": "void", "_selected_action": ["999999"], "apply": "1",
+                                                  "reason": "identical rationale on forty tasks"},
                 HTTP_USER_AGENT=UA, REMOTE_ADDR="192.0.2.9")
     event = AuditEvent.objects.get(action="admin.void")
     assert (event.actor, event.ip, event.object_type) == (moderator, "192.0.2.9", "annotations.judgment")

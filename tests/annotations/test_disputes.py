@@ -202,25 +202,26 @@ def test_a_judgment_voided_before_settlement_is_paid_its_share_when_restored(mod
 
     a, b, c = (factories.ExpertFactory() for _ in range(3))
     campaign = factories.CampaignFactory(reward_per_judgment=TOKEN)
-    factories.lab_deposit(campaign.lab, 50 * TOKEN)
-    services.campaign_fund(campaign=campaign, amount=50 * TOKEN, actor=None)
+    factories.lab_deposit(campaign.lab, 200 * TOKEN)
+    services.campaign_fund(campaign=campaign, amount=200 * TOKEN, actor=None)
     at = timezone.now() - timedelta(days=3)
-    tasks = [factories.TaskFactory(campaign=campaign) for _ in range(6)]
+    # Enough work for the skeptical prior of the pay rule to let a's agreement earn (rewards.weighting).
+    tasks = [factories.TaskFactory(campaign=campaign) for _ in range(30)]
     rows = {e.pk: [factories.rated_judgment(task=t, expert=e, ranks=[1, 2] if k % 2 else [2, 1], submitted_at=at)
                    for k, t in enumerate(tasks)] for e in (a, b, c)}
     disputes.judgment_void(judgment=rows[a.pk][0], moderator=moderator, reason="looked like a random click")
     epoch = factories.EpochFactory(campaign=campaign, index=0)
     settlement.epoch_settle(epoch_id=epoch.pk)
     reward = EpochReward.objects.get(epoch=epoch, expert=a)
-    assert reward.judgments == 5 and reward.amount > 0  # the plan left the voided judgment out
+    assert reward.judgments == 29 and reward.amount > 0  # the plan left the voided judgment out
     before = available(a)
     dispute, _ = disputes.dispute_open_expert(expert=a, user=a.user, kind="voided_judgment",
                                               judgment_id=rows[a.pk][0].pk, statement=STATEMENT)
 
     resolved = disputes.dispute_resolve(dispute=dispute, moderator=moderator, resolution="overturned", reason=REASON)
 
-    assert available(a) == before + reward.amount // 5
-    assert resolved.outcome["reward_restored"] == reward.amount // 5
+    assert available(a) == before + reward.amount // 29
+    assert resolved.outcome["reward_restored"] == reward.amount // 29
     assert resolved.outcome["paid_from"] == "escrow"
     assert LedgerTransaction.objects.filter(idempotency_key__startswith=f"dispute:{dispute.pk}:restore").count() == 1
 

@@ -11,8 +11,8 @@ from django.db import OperationalError
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerDown
 
-from annotations import assignment, followup, tasks
-from annotations.assignment import JudgmentInput, judgment_submit
+from annotations import assignment, followup, judgments, tasks
+from annotations.judgments import JudgmentInput, judgment_submit
 from annotations.models import Task, TaskConsensus
 from datadao.celery import app
 from tests import factories
@@ -33,7 +33,7 @@ def _publish_not_paused():
 def lane(request, monkeypatch):
     """Both submit paths: PostgreSQL's one statement and the ORM's (SQLite always takes the ORM's)."""
     if request.param == "portable":
-        monkeypatch.setattr(assignment, "_submit_postgres", lambda *args: None)
+        monkeypatch.setattr(judgments, "_submit_postgres", lambda *args: None)
     return request.param
 
 

@@ -172,14 +172,15 @@ def test_skip_from_the_page(expert_browser, open_campaign):
 
 def test_history_lists_only_my_judgments_as_i_saw_them(expert_browser, open_campaign, expert):
     from annotations import assignment as svc
+    from annotations import judgments
 
     factories.TaskFactory(campaign=open_campaign, prompt="Mine: dosing question")
     other = factories.ExpertFactory()
     mine = svc.assignment_next(expert=expert, campaign=open_campaign)
-    svc.judgment_submit(expert=expert, assignment_id=mine.pk, data=svc.JudgmentInput(
+    judgments.judgment_submit(expert=expert, assignment_id=mine.pk, data=judgments.JudgmentInput(
         ranking=["B", "A"], strength=3, rationale="My own rationale, long enough."))
     theirs = svc.assignment_next(expert=other, campaign=open_campaign)
-    svc.judgment_submit(expert=other, assignment_id=theirs.pk, data=svc.JudgmentInput(
+    judgments.judgment_submit(expert=other, assignment_id=theirs.pk, data=judgments.JudgmentInput(
         ranking=["A", "B"], strength=-1, rationale="Someone else's secret rationale."))
     html = expert_browser.get("/rate/history/").content.decode()
     assert "1 judgment." in html and "My own rationale" in html and "B &gt; A" in html

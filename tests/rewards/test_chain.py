@@ -3,13 +3,19 @@
 An expert claims once for any number of settled epochs, a second claim pays
 nothing, publishing is idempotent (a retry neither republishes nor mints
 twice), only the treasury mints, publishes or pauses, and a paused
-distributor pays nobody.
+distributor pays nobody. The committed artifacts are what the sources
+compile to; the claims indexer moves exactly what wallets claimed into the
+ledger, once; a dispute claw-back never takes a claimed reward from the
+expert's own tokens; the wallet page offers the browser wallet's claim.
 """
 from __future__ import annotations
 
+import json
 import sys
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 _RECURSION_LIMIT = sys.getrecursionlimit()
 from eth_tester.exceptions import TransactionFailed  # noqa: E402
@@ -17,7 +23,11 @@ from web3 import Web3  # noqa: E402
 from web3.exceptions import ContractLogicError  # noqa: E402
 
 from rewards import chain as onchain  # noqa: E402
-from rewards.models import Epoch, EpochClaim  # noqa: E402
+from rewards import corrections, services, settlement, tasks  # noqa: E402
+from rewards.models import (  # noqa: E402
+    Account, ChainClaim, ChainCursor, Epoch, EpochClaim, EpochReward, LedgerTransaction,
+)
+from rewards.selectors import expert_balances, ledger_differences  # noqa: E402
 from tests import factories  # noqa: E402
 
 # py-evm (eth-tester's chain) raises the interpreter's recursion limit when imported; the rest of the
@@ -144,3 +154,210 @@ def test_the_api_serves_the_cumulative_claim_to_anyone(client):
     assert body["cumulative"] == 12 and body["claimed_on_chain"] is None and body["calldata"].startswith("0x")
     missing = client.get("/api/v1/claims/" + "0x" + "12" * 20)
     assert missing.status_code == 404 and missing.json()["errors"][0]["message"] == "no earnings for this address."
+
+
+# --------------------------------------------------------------------------
+# Artifacts
+# --------------------------------------------------------------------------
+
+
+def test_the_committed_artifacts_are_what_the_sources_compile_to():
+    from rewards.management.commands.contracts_build import build
+
+    for name in onchain.CONTRACTS:
+        committed = json.loads(onchain.artifact_path(name).read_text())
+        fresh = build(name)
+        assert committed["source_sha256"] == fresh["source_sha256"], f"{name}.vy changed: run manage.py contracts_build"
+        assert committed["abi"] == fresh["abi"] and committed["bytecode"] == fresh["bytecode"], name
+        assert committed["vyper_version"] == fresh["vyper_version"]
+
+
+def test_the_claims_endpoint_works_without_the_compiler(client, monkeypatch):
+    monkeypatch.setitem(sys.modules, "vyper", None)  # import vyper now fails
+    onchain.compiled.cache_clear()
+    address = "0x" + "9a" * 20
+    settle(factories.CampaignFactory(), 0, {Web3.to_checksum_address(address): 3})
+    try:
+        body = client.get(f"/api/v1/claims/{address}").json()
+    finally:
+        onchain.compiled.cache_clear()
+    assert body["cumulative"] == 3 and body["calldata"].startswith("0x")
+
+
+# --------------------------------------------------------------------------
+# Indexing Claimed events into the ledger
+# --------------------------------------------------------------------------
+
+TOKEN = 1_000_000
+
+
+def settled_campaign(experts, *, tasks_n: int = 12) -> tuple[object, dict[int, list]]:
+    """A funded campaign whose experts all ranked the same tasks the same way, settled for real."""
+    campaign = factories.CampaignFactory(reward_per_judgment=TOKEN)
+    factories.lab_deposit(campaign.lab, 100 * TOKEN)
+    services.campaign_fund(campaign=campaign, amount=100 * TOKEN, actor=None)
+    at = timezone.now() - timedelta(days=3)
+    task_rows = [factories.TaskFactory(campaign=campaign) for _ in range(tasks_n)]
+    judgments = {e.pk: [factories.rated_judgment(task=t, expert=e, ranks=[1, 2] if k % 2 else [2, 1], submitted_at=at)
+                        for k, t in enumerate(task_rows)]
+                 for e in experts}
+    settlement.epoch_settle(epoch_id=factories.EpochFactory(campaign=campaign, index=0).pk)
+    return campaign, judgments
+
+
+def reward_of(expert, campaign) -> int:
+    return EpochReward.objects.get(expert=expert, epoch__campaign=campaign).amount
+
+
+def claimed_account(expert) -> int:
+    return Account.objects.filter(kind=Account.Kind.CLAIMED, expert=expert).values_list("balance", flat=True).first() or 0
+
+
+def claim_with_api(client, w3, chain, address: str) -> int:
+    """The wallet sends the calldata GET /api/v1/claims/{address} prepared; returns the tokens received."""
+    body = client.get(f"/api/v1/claims/{address}").json()
+    assert body["distributor"] == chain.distributor.address
+    before = chain.token.functions.balanceOf(address).call()
+    w3.eth.wait_for_transaction_receipt(
+        w3.eth.send_transaction({"from": address, "to": body["distributor"], "data": body["calldata"]}))
+    return chain.token.functions.balanceOf(address).call() - before
+
+
+@pytest.fixture
+def jobs(deployed, monkeypatch):
+    """The beat jobs, talking to the test chain."""
+    monkeypatch.setattr(onchain, "connect", lambda: deployed)
+    return tasks
+
+
+def test_the_indexer_moves_exactly_what_wallets_claimed_once_and_resumes(client, w3, deployed, jobs):
+    alice = factories.ExpertFactory(wallet_address=w3.eth.accounts[1])
+    bob = factories.ExpertFactory(wallet_address=w3.eth.accounts[2])
+    carol = factories.ExpertFactory()  # no wallet: paid in-platform, nothing on-chain
+    stranger = w3.eth.accounts[9]  # an address of no expert of ours
+    first, _ = settled_campaign([alice, bob, carol])
+    settle(factories.CampaignFactory(), 0, {stranger: 7})
+    assert jobs.chain_publish_root()["published"]
+
+    got_alice = claim_with_api(client, w3, deployed, alice.wallet_address)
+    got_stranger = claim_with_api(client, w3, deployed, stranger)
+    assert got_alice == reward_of(alice, first) > 0 and got_stranger == 7
+    external_before = Account.objects.get(kind=Account.Kind.EXTERNAL).balance
+
+    result = jobs.chain_index_claims()
+
+    assert (result["events"], result["indexed"], result["skipped"]) == (2, 1, 1)
+    assert result["to_block"] == w3.eth.block_number
+    assert claimed_account(alice) == got_alice and claimed_account(bob) == 0 and claimed_account(carol) == 0
+    assert Account.objects.get(kind=Account.Kind.EXTERNAL).balance == external_before - got_alice
+    assert expert_balances(expert=alice).available == 0  # the claim was never spendable here
+    assert ledger_differences() == []
+    cursor = ChainCursor.objects.get()
+
+    transactions = LedgerTransaction.objects.count()
+    again = jobs.chain_index_claims()
+    assert again["events"] == 0 and LedgerTransaction.objects.count() == transactions
+    assert ChainCursor.objects.get().last_block == cursor.last_block
+
+    # A later epoch: the new root carries the totals; alice claims the rest, bob everything.
+    second, _ = settled_campaign([alice, bob])
+    jobs.chain_publish_root()
+    got_alice_2 = claim_with_api(client, w3, deployed, alice.wallet_address)
+    got_bob = claim_with_api(client, w3, deployed, bob.wallet_address)
+    assert got_alice_2 == reward_of(alice, second) and got_bob == reward_of(bob, first) + reward_of(bob, second)
+
+    resumed = jobs.chain_index_claims()
+
+    assert resumed["from_block"] == cursor.last_block + 1 and resumed["indexed"] == 2
+    assert claimed_account(alice) == got_alice + got_alice_2 and claimed_account(bob) == got_bob
+    assert sorted(ChainClaim.objects.values_list("address", "amount")) == sorted(
+        [(alice.wallet_address, got_alice), (alice.wallet_address, got_alice_2), (bob.wallet_address, got_bob)])
+    claimed_txs = LedgerTransaction.objects.filter(kind=LedgerTransaction.Kind.CLAIMED)
+    assert claimed_txs.count() == 3
+    assert ledger_differences() == []
+
+    # A crash after the postings but before the cursor moved is a rollback: rewinding the cursor
+    # by hand (a re-index) finds every event already posted.
+    ChainCursor.objects.update(last_block=-1)
+    transactions = LedgerTransaction.objects.count()
+    rerun = jobs.chain_index_claims()
+    assert rerun["events"] == 4 and rerun["indexed"] == 0 and LedgerTransaction.objects.count() == transactions
+    assert claimed_account(alice) == got_alice + got_alice_2 and claimed_account(bob) == got_bob
+
+
+def test_the_indexer_waits_for_confirmations(w3, deployed, jobs, settings):
+    alice = factories.ExpertFactory(wallet_address=w3.eth.accounts[3])
+    settled_campaign([alice, factories.ExpertFactory()])
+    jobs.chain_publish_root()
+    claim(w3, deployed, alice.wallet_address)
+    settings.CHAIN_CONFIRMATIONS = 1_000_000  # deeper than the chain: nothing is final yet
+    assert jobs.chain_index_claims()["events"] == 0 and claimed_account(alice) == 0
+    settings.CHAIN_CONFIRMATIONS = 0
+    assert jobs.chain_index_claims()["indexed"] == 1 and claimed_account(alice) > 0
+
+
+# --------------------------------------------------------------------------
+# Dispute claw-back of a reward claimed on-chain
+# --------------------------------------------------------------------------
+
+
+def test_a_claw_back_never_takes_a_claimed_reward_from_the_experts_own_tokens(client, w3, deployed, jobs):
+    alice = factories.ExpertFactory(wallet_address=w3.eth.accounts[4])
+    campaign, judgments = settled_campaign([alice, factories.ExpertFactory()])
+    factories.expert_deposit(alice, 10 * TOKEN)
+    services.stake_bond(expert=alice, amount=4 * TOKEN)
+    judgment = judgments[alice.pk][0]
+    per_judgment = reward_of(alice, campaign) // len(judgments[alice.pk])
+    jobs.chain_publish_root()
+
+    before_claim = corrections.judgment_reward_share(judgment)
+    assert before_claim.claimed == per_judgment and before_claim.claimed_on_chain == 0  # still in the distributor
+
+    claim_with_api(client, w3, deployed, alice.wallet_address)
+    jobs.chain_index_claims()
+    outcome = corrections.judgment_reward_claw_back(
+        judgment=judgment, key_prefix="dispute:0:clawback", moderator=None, memo="test claw-back")
+
+    assert outcome["clawed_back"] == 0
+    assert outcome["not_recovered"] == per_judgment
+    assert outcome["claimed_on_chain"] == per_judgment and outcome["awaiting_claim"] == 0
+    balances = expert_balances(expert=alice)
+    assert (balances.available, balances.bonded) == (6 * TOKEN, 4 * TOKEN)  # deposit and stake untouched
+    assert ledger_differences() == []
+
+
+# --------------------------------------------------------------------------
+# The wallet page
+# --------------------------------------------------------------------------
+
+
+def test_the_wallet_page_shows_each_address_claim_and_the_wallet_button(client, w3, deployed, jobs, settings):
+    settings.CHAIN_RPC_URL = "http://chain.invalid"
+    settings.CHAIN_DISTRIBUTOR_ADDRESS = deployed.distributor.address
+    alice = factories.ExpertFactory(wallet_address=w3.eth.accounts[5])
+    first, _ = settled_campaign([alice, factories.ExpertFactory()])
+    jobs.chain_publish_root()
+    claim_with_api(client, w3, deployed, alice.wallet_address)
+    jobs.chain_index_claims()
+    second, _ = settled_campaign([alice, factories.ExpertFactory()])
+    client.force_login(alice.user)
+
+    response = client.get("/wallet/")
+    page = response.content.decode()
+
+    row = page[page.index('id="onchain-claims"'):]
+    row = row[:row.index("</table>")]
+    earned = reward_of(alice, first) + reward_of(alice, second)
+    assert alice.wallet_address in row
+    assert row.count("DDF") == 3  # earned, claimed, left
+    from rewards.amounts import format_amount
+    assert format_amount(earned) in row and format_amount(reward_of(alice, first)) in row
+    assert format_amount(reward_of(alice, second)) in row
+    # The button waits, hidden, for a browser wallet; its script is a static file (the CSP allows no inline one).
+    assert 'class="claim-with-wallet" hidden' in row and f'data-distributor="{deployed.distributor.address}"' in row
+    assert f'data-claim-url="/api/v1/claims/{alice.wallet_address}"' in row
+    assert '<script src="/static/rewards/claim.js"' in page and "script-src 'self'" in response["Content-Security-Policy"]
+
+    settings.CHAIN_RPC_URL = ""  # no chain: figures shown, no button
+    page = client.get("/wallet/").content.decode()
+    assert "claim-with-wallet" not in page and "claim.js" not in page and format_amount(earned) in page

@@ -34,7 +34,7 @@ def funded_campaign(amount: int) -> Campaign:
     return campaign
 
 
-def rate_truthfully(campaign, experts, *, at, tasks: int = 10) -> None:
+def rate_truthfully(campaign, experts, *, at, tasks: int = 30) -> None:
     for k in range(tasks):
         task = factories.TaskFactory(campaign=campaign)
         for expert in experts:
@@ -78,7 +78,7 @@ def moderator():
 @pytest.fixture
 def settled_with_hold():
     """Three honest experts; the fourth, as good, is held for collusion. Escrow funded for 100 judgments."""
-    campaign = funded_campaign(100 * TOKEN)
+    campaign = funded_campaign(300 * TOKEN)
     experts = [factories.ExpertFactory() for _ in range(4)]
     rate_truthfully(campaign, experts, at=timezone.now() - timedelta(days=3))
     epoch = settle_holding(factories.EpochFactory(campaign=campaign, index=0), {experts[3]: ["collusion"]})
@@ -117,7 +117,7 @@ def test_only_collusion_position_bias_speed_and_copied_rationales_hold_pay():
 
 
 def test_settlement_holds_a_flagged_experts_reward_and_still_settles():
-    campaign = funded_campaign(100 * TOKEN)
+    campaign = funded_campaign(300 * TOKEN)
     experts = [factories.ExpertFactory() for _ in range(4)]
     rate_truthfully(campaign, experts, at=timezone.now() - timedelta(days=3))
     flag(campaign, experts[3], position_bias=True)
@@ -146,7 +146,7 @@ def test_a_held_reward_is_not_paid_and_stays_reserved_in_escrow(settled_with_hol
     assert available(experts[3]) == 0 and all(available(e) == held.amount for e in experts[:3])
     assert reward_transactions(epoch) == 3
     assert selectors.held_outstanding(campaign_id=campaign.pk) == held.amount
-    assert ledger.escrow_account(campaign).balance == 100 * TOKEN - epoch.paid_total - epoch.dust
+    assert ledger.escrow_account(campaign).balance == 300 * TOKEN - epoch.paid_total - epoch.dust
 
     again = settlement.epoch_settle(epoch_id=epoch.pk)  # a re-run pays nothing more
 
@@ -192,7 +192,7 @@ def test_release_pays_the_reward_once_under_settlements_key(settled_with_hold, m
 
 
 def test_a_release_while_the_epoch_is_settling_does_not_break_its_finish(moderator):
-    campaign = funded_campaign(100 * TOKEN)
+    campaign = funded_campaign(300 * TOKEN)
     experts = [factories.ExpertFactory() for _ in range(3)]
     rate_truthfully(campaign, experts, at=timezone.now() - timedelta(days=3))
     epoch = factories.EpochFactory(campaign=campaign, index=0)
@@ -216,7 +216,7 @@ def test_a_release_while_the_epoch_is_settling_does_not_break_its_finish(moderat
 
 def test_a_later_epoch_cannot_spend_a_held_reward_and_settles_after_its_release(moderator):
     experts = [factories.ExpertFactory() for _ in range(3)]
-    campaign = funded_campaign(30 * TOKEN)  # exactly epoch 0's work
+    campaign = funded_campaign(90 * TOKEN)  # exactly epoch 0's work
     week = timedelta(days=7)
     now = timezone.now()
     rate_truthfully(campaign, experts, at=now - week - timedelta(days=3))

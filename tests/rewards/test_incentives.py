@@ -82,8 +82,9 @@ def test_settlement_conserves_the_budget_and_the_ledger_reconciles(outcomes):
         assert sum(a.paid for a in result.accounts) == result.paid_total
 
 
-@pytest.mark.xfail(strict=False, reason="known gap: with ~35 judgments a 0.7-0.8 honest expert's "
-                   "quality lower bound can miss q_min; the bench reports how often (23 of ~130 honest in 27 runs)")
+@pytest.mark.xfail(strict=False, reason="known gap: with ~35 judgments a 0.7 honest expert's evidence can "
+                   "look like a clicker's, and its paid quality can stay at q_min; the bench reports how often "
+                   "(9 of ~400 honest accounts in 27 runs)")
 def test_every_honest_expert_with_enough_work_is_paid(outcomes):
     for name, result in outcomes.items():
         unpaid = [(a.accuracy, a.judgments) for a in result.accounts

@@ -20,7 +20,7 @@ from django.test.utils import override_settings
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from annotations import assignment, demo_data, roles, services
+from annotations import assignment, demo_data, judgments, roles, services
 from annotations.importing import iter_array
 from annotations.models import Campaign, Domain, Expert, ExpertDomain, Judgment, Lab, Response
 from annotations.quality import services as quality_services
@@ -156,9 +156,9 @@ class Command(BaseCommand):
                 strength = rng.choice([1, 2, 3]) * (-1 if winner == "A" else 1)
                 ratings = {axis: {x: (rng.choice([4, 5]) if x == winner else rng.choice([1, 2, 3])) for x in letters}
                            for axis in campaign.attribute_axes}
-                assignment.judgment_submit(
+                judgments.judgment_submit(
                     expert=expert, assignment_id=lease.pk, now=now + timedelta(minutes=3),
-                    data=assignment.JudgmentInput(
+                    data=judgments.JudgmentInput(
                         ranking=[winner, "B" if winner == "A" else "A"], strength=strength, ratings=ratings,
                         rationale=demo_rationale(rng, winner),
                     ),
