@@ -43,9 +43,13 @@ def __init__(token_: address, treasury_: address):
 
 @external
 def update_root(root_: bytes32, total_: uint256):
-    """@notice Publish the root of every address's cumulative earnings (their sum: total_)."""
+    """
+    @notice Publish the root of every address's cumulative earnings (their sum: total_). The sum may
+            shrink (a dispute claws back what an address had not claimed yet) but never below what
+            the distributor has already paid.
+    """
     assert msg.sender == self.treasury, "only the treasury"
-    assert total_ >= self.total, "cumulative earnings never shrink"
+    assert total_ >= self.total_claimed, "the root owes less than was already paid"
     self.root = root_
     self.total = total_
     log RootUpdated(root=root_, total=total_)

@@ -7,7 +7,9 @@ before. With it set (and ``CHAIN_TREASURY_KEY``, ``CHAIN_TOKEN_ADDRESS``,
 the database), :func:`publish_root` puts one root on the distributor:
 
 - each leaf is an address's *cumulative* earnings over every settled epoch
-  (the sum of its ``EpochClaim`` rows), encoded as each epoch's leaves are
+  (the sum of its ``EpochClaim`` rows, less what disputes clawed back from
+  it before it was claimed: its ``ClaimAdjustment`` rows, never below what
+  it already claimed on-chain), encoded as each epoch's leaves are
   (``rewards.merkle``), so one claim covers any number of epochs and the
   contract pays the cumulative amount less what the address already
   claimed: a double claim pays nothing by construction;
@@ -37,7 +39,7 @@ from django.conf import settings
 from django.db.models import Sum
 
 from rewards.merkle import Distribution, build_distribution
-from rewards.models import Epoch, EpochClaim
+from rewards.models import ChainClaim, ClaimAdjustment, Epoch, EpochClaim
 
 CONTRACTS_DIR = Path(__file__).resolve().parent.parent / "contracts"
 ARTIFACTS_DIR = CONTRACTS_DIR / "build"
@@ -56,11 +58,44 @@ def compiled(name: str) -> tuple[list[dict[str, Any]], str]:
     return body["abi"], body["bytecode"]
 
 
-def cumulative_earnings() -> dict[str, int]:
-    """Every address's earnings over all settled epochs, in base units."""
-    rows = (EpochClaim.objects.filter(epoch__state=Epoch.State.SETTLED)
-            .values("address").annotate(total=Sum("amount")).order_by())
-    return {row["address"]: int(row["total"]) for row in rows if row["total"]}
+def cumulative_leaves(earned: dict[str, int], adjustments: dict[str, int],
+                      claimed: dict[str, int]) -> tuple[dict[str, int], dict[str, int]]:
+    """(leaves, not_recovered): each address's cumulative leaf, its settled earnings plus its adjustments
+    (claw-backs are negative), never below what it already claimed on-chain, which the contract has paid;
+    ``not_recovered`` is, per address the floor lifted, what a claw-back meant to take back but the wallet
+    had claimed first. Addresses whose leaf is 0 are left out."""
+    leaves: dict[str, int] = {}
+    short: dict[str, int] = {}
+    for address in sorted(set(earned) | set(adjustments)):
+        wanted = earned.get(address, 0) + adjustments.get(address, 0)
+        taken = claimed.get(address, 0)
+        if wanted < taken:
+            short[address] = taken - wanted
+        leaf = max(wanted, taken)
+        if leaf > 0:
+            leaves[address] = leaf
+    return leaves, short
+
+
+def _cumulative(addresses=None) -> tuple[dict[str, int], dict[str, int]]:
+    claims = EpochClaim.objects.filter(epoch__state=Epoch.State.SETTLED)
+    adjustments = ClaimAdjustment.objects.all()
+    if addresses is not None:
+        claims, adjustments = claims.filter(address__in=addresses), adjustments.filter(address__in=addresses)
+    earned = dict(claims.values("address").annotate(total=Sum("amount")).order_by().values_list("address", "total"))
+    adjusted = dict(adjustments.values("address").annotate(total=Sum("amount")).order_by()
+                    .values_list("address", "total"))
+    claimed = dict(ChainClaim.objects.filter(address__in=list(adjusted)).values("address")
+                   .annotate(total=Sum("amount")).order_by().values_list("address", "total")) if adjusted else {}
+    return cumulative_leaves({a: int(t) for a, t in earned.items()}, {a: int(t) for a, t in adjusted.items()},
+                             {a: int(t) for a, t in claimed.items()})
+
+
+def cumulative_earnings(addresses=None) -> dict[str, int]:
+    """Every address's cumulative leaf (or only ``addresses``'), in base units: its earnings over all
+    settled epochs less what disputes clawed back from it (``ClaimAdjustment``), never below what it
+    claimed on-chain as indexed."""
+    return _cumulative(addresses)[0]
 
 
 def cumulative_distribution() -> Distribution | None:
@@ -137,20 +172,30 @@ def _root_bytes(root: str) -> bytes:
 
 
 def publish_root(chain: Chain) -> dict[str, Any]:
-    """Put the cumulative root of all settled epochs on the distributor, once; safe to run again."""
-    dist = cumulative_distribution()
-    if dist is None:
+    """Put the cumulative root of all settled epochs on the distributor, once; safe to run again.
+
+    A root lower than the last (a dispute clawed back what an address had not claimed) is published
+    too; it mints nothing then. It waits while an address a claw-back lowered has claimed on-chain more
+    than the indexer recorded (its floor would be wrong): the next run, after the indexer, publishes."""
+    leaves, short = _cumulative()
+    if not leaves:
         return {"published": False, "reason": "nothing settled to an address yet"}
+    dist = build_distribution(leaves)
     root = _root_bytes(dist.root)
     distributor, token = chain.distributor.functions, chain.token.functions
+    unrecovered = {"not_recovered": short} if short else {}
     if distributor.root().call() == root:
-        return {"published": False, "reason": "root already on chain", "root": dist.root}
+        return {"published": False, "reason": "root already on chain", "root": dist.root, **unrecovered}
+    lowered = ClaimAdjustment.objects.values_list("address", flat=True).distinct()
+    unindexed = sorted(a for a in lowered if distributor.claimed(a).call() > leaves.get(a, 0))
+    if unindexed:
+        return {"published": False, "reason": "claims not indexed yet for " + ", ".join(unindexed)}
     held = token.balanceOf(chain.distributor.address).call() + distributor.total_claimed().call()
     owed = dist.token_total - held
     if owed > 0:
         chain.send(token.mint(chain.distributor.address, owed))
     chain.send(distributor.update_root(root, dist.token_total))
-    return {"published": True, "root": dist.root, "total": dist.token_total, "minted": max(owed, 0)}
+    return {"published": True, "root": dist.root, "total": dist.token_total, "minted": max(owed, 0), **unrecovered}
 
 
 def claim_for(address: str, chain: Chain | None = None) -> dict[str, Any] | None:

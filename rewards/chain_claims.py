@@ -35,7 +35,8 @@ from django.db.models import Sum
 
 from annotations.models import Expert
 from rewards import ledger
-from rewards.models import Account, ChainClaim, ChainCursor, Epoch, EpochClaim, EpochReward, LedgerEntry, LedgerTransaction
+from rewards.chain import cumulative_earnings
+from rewards.models import Account, ChainClaim, ChainCursor, Epoch, EpochReward, LedgerEntry, LedgerTransaction
 
 BLOCK_RANGE = 2000  # blocks per eth_getLogs call: public nodes refuse wide ranges
 
@@ -180,11 +181,10 @@ def epoch_claimed_on_chain(*, expert_id: int, epoch_id: int) -> int:
 
 
 def wallet_claims(addresses) -> list[dict[str, Any]]:
-    """Per address: what it earned over every settled epoch (its cumulative leaf) and what it claimed
-    on-chain, as indexed; addresses with neither are left out."""
+    """Per address: what it earned over every settled epoch less claw-backs (its cumulative leaf) and what
+    it claimed on-chain, as indexed; addresses with neither are left out."""
     wanted = sorted(set(addresses))
-    earned = dict(EpochClaim.objects.filter(address__in=wanted, epoch__state=Epoch.State.SETTLED).values("address")
-                  .annotate(total=Sum("amount")).order_by().values_list("address", "total"))
+    earned = cumulative_earnings(wanted)
     claimed = claimed_by_address(wanted)
     rows = []
     for address in wanted:

@@ -24,11 +24,11 @@ from django.utils import timezone
 
 from annotations.models import Judgment
 from annotations.services import ServiceError
-from rewards import chain_claims, ledger
+from rewards import chain, chain_claims, ledger
 from rewards import services as reward_services
 from rewards.keys import claim_key, reward_key
 from rewards.ledger import InsufficientFunds
-from rewards.models import Account, Epoch, EpochReward, LedgerEntry, LedgerTransaction, Slash
+from rewards.models import Account, ClaimAdjustment, Epoch, EpochReward, LedgerEntry, LedgerTransaction, Slash
 
 
 # --------------------------------------------------------------------------
@@ -156,17 +156,25 @@ def _settling_guard(share: RewardShare) -> None:
 # --------------------------------------------------------------------------
 
 
-def judgment_reward_claw_back(*, judgment: Judgment, key_prefix: str, moderator, memo: str) -> dict:
-    """Take a voided judgment's reward back (expert available -> campaign escrow) if it was paid.
+def root_claw_back_amount(*, awaiting: int, leaf: int, claimed: int) -> int:
+    """What a claw-back takes off an address's cumulative leaf: what of the reward still awaits claim,
+    never taking the leaf below what the address already claimed on-chain (the contract paid that)."""
+    return max(0, min(awaiting, leaf - claimed))
 
-    Takes only what that reward left in the platform, and only what is
-    there: the part sent to an on-chain claim is never taken from the
-    expert's own tokens (available balance or stake), and tokens already
-    withdrawn are not taken either; both are reported as not recovered, the
-    claim's part split into what the wallet already claimed on-chain (the
-    ledger's claimed-on-chain account) and what still waits in the
-    distributor. On a closed campaign with every
-    epoch settled the clawed-back tokens go on to the lab
+
+def judgment_reward_claw_back(*, judgment: Judgment, key_prefix: str, moderator, memo: str) -> dict:
+    """Take a voided judgment's reward back to the campaign escrow if it was paid.
+
+    What the reward left in the platform comes from the expert's available
+    balance, only what is there (tokens already withdrawn are not taken).
+    The part sent to an on-chain claim is never taken from the expert's own
+    tokens (available balance or stake): what of it still waits in the
+    distributor is taken off the address's cumulative leaf instead
+    (``<prefix>:root:judgment:<id>``: external account -> escrow, with a
+    ``ClaimAdjustment`` row the next root reads), never below what the
+    address has claimed on-chain as indexed; what the wallet already claimed
+    is reported as not recovered. On a closed campaign with every epoch
+    settled the clawed-back tokens go on to the lab
     (``rewards.services.campaign_escrow_sweep``), in this transaction.
     Refused while the judgment's epoch is being paid out."""
     share = judgment_reward_share(judgment)
@@ -175,37 +183,77 @@ def judgment_reward_claw_back(*, judgment: Judgment, key_prefix: str, moderator,
         return {"clawed_back": 0}
     available = ledger.expert_account(judgment.expert_id, Account.Kind.AVAILABLE)
     escrow = ledger.escrow_account(judgment.campaign)
-    # The lab's account too: the sweep may refund to it, and locks are taken in one pk-ordered go.
+    # The lab's account too: the sweep may refund to it, and the external account when part of the reward
+    # went to an on-chain claim; locks are taken in one pk-ordered go.
     lab_account = ledger.lab_account(judgment.campaign.lab_id)
-    locked = ledger.lock_accounts([available.pk, escrow.pk, lab_account.pk])
+    external = ledger.external_account() if share.claimed else None
+    locked = ledger.lock_accounts([available.pk, escrow.pk, lab_account.pk, *([external.pk] if external else [])])
     key = f"{key_prefix}{judgment_key_suffix(judgment.pk)}"
     prior = LedgerTransaction.objects.filter(idempotency_key=key).first()
     if prior is not None:
         amount = prior.entries.filter(amount__gt=0).values_list("amount", flat=True).first() or 0
     else:
-        amount = min(share.amount - share.claimed, locked[available.pk].balance)
+        # What a restoration paid back into the available balance for an earlier claw-back off the leaf.
+        restored = max(0, net_corrections(judgment.pk, available.pk))
+        amount = min(share.amount - share.claimed + restored, locked[available.pk].balance)
     out: dict = {"clawed_back": amount}
     if amount:
         posted = _post(key=key, kind=LedgerTransaction.Kind.REVERSAL, entries=[(available, -amount), (escrow, amount)],
                        memo=memo, campaign=judgment.campaign, created_by=moderator)
         out["transaction"] = posted.transaction_id
+    root_key = f"{key_prefix}:root{judgment_key_suffix(judgment.pk)}"
+    from_claim = external and _claw_back_from_claim(judgment, share, root_key, external=external, escrow=escrow,
+                                                    moderator=moderator, memo=memo)
+    if from_claim:
+        out["clawed_back"] = amount + from_claim["amount"]
+        out["from_claim"], out["claim_transaction"] = from_claim["amount"], from_claim["transaction"]
+    if amount or from_claim:
         refund = reward_services.campaign_escrow_sweep(campaign=judgment.campaign)
         if refund is not None:
             out["refunded_to_lab"] = refund.transaction_id
-    if amount < share.amount:
-        out["not_recovered"] = share.amount - amount
+    if out["clawed_back"] < share.amount:
+        out["not_recovered"] = share.amount - out["clawed_back"]
     if share.claimed:
         out["claimed_on_chain"] = share.claimed_on_chain
         out["awaiting_claim"] = share.claimed - share.claimed_on_chain
         out["note"] = ("the reward was sent to the expert's on-chain claim; that part is not taken from their "
-                       "balance or stake")
+                       "balance or stake: what still awaited claim is taken off their address's next root")
     return out
+
+
+def _claw_back_from_claim(judgment: Judgment, share: RewardShare, key: str, *, external, escrow, moderator,
+                          memo: str) -> dict | None:
+    """Take what of the judgment's claimed share still waits in the distributor off the address's leaf:
+    one posting (external account -> escrow) and one ``ClaimAdjustment``, both keyed ``key``."""
+    prior = LedgerTransaction.objects.filter(idempotency_key=key).first()
+    if prior is not None:
+        taken = prior.entries.filter(amount__gt=0).values_list("amount", flat=True).first() or 0
+        return {"amount": taken, "transaction": prior.pk}
+    awaiting = share.claimed - share.claimed_on_chain
+    if awaiting <= 0:
+        return None
+    address = EpochReward.objects.filter(epoch_id=share.epoch_id, expert_id=judgment.expert_id).values_list(
+        "wallet_address", flat=True).first()
+    if not address:
+        return None
+    before = -(ClaimAdjustment.objects.filter(key__endswith=judgment_key_suffix(judgment.pk))
+               .aggregate(s=Sum("amount"))["s"] or 0)  # earlier claw-backs of this judgment off the leaf
+    taken = root_claw_back_amount(awaiting=awaiting - before, leaf=chain.cumulative_earnings([address]).get(address, 0),
+                                  claimed=chain_claims.claimed_by_address([address])[address])
+    if taken <= 0:
+        return None
+    posted = _post(key=key, kind=LedgerTransaction.Kind.REVERSAL, entries=[(external, -taken), (escrow, taken)],
+                   memo=f"{memo}, off the on-chain claim of {address}", campaign=judgment.campaign,
+                   created_by=moderator)
+    ClaimAdjustment.objects.create(key=key, address=address, amount=-taken, transaction_id=posted.transaction_id)
+    return {"amount": taken, "transaction": posted.transaction_id}
 
 
 def judgment_reward_restore(*, judgment: Judgment, dispute_id: int, moderator) -> dict:
     """Pay a voided judgment being restored what it lost: what was clawed back when it was voided after
-    its epoch was planned, or its per-judgment share when the plan left it out. ``judgment`` is read
-    (and locked) while still voided."""
+    its epoch was planned (what was taken off its address's on-chain claim is paid back to the available
+    balance), or its per-judgment share when the plan left it out. ``judgment`` is read (and locked)
+    while still voided."""
     share = judgment_reward_share(judgment)
     available = ledger.expert_account(judgment.expert_id, Account.Kind.AVAILABLE)
     key = f"dispute:{dispute_id}:restore{judgment_key_suffix(judgment.pk)}"
@@ -213,7 +261,9 @@ def judgment_reward_restore(*, judgment: Judgment, dispute_id: int, moderator) -
     if prior is not None:
         owed = prior.entries.filter(amount__gt=0).values_list("amount", flat=True).first() or 0
     elif share.counted:
-        owed = max(0, -net_corrections(judgment.pk, available.pk))
+        off_leaf = -(ClaimAdjustment.objects.filter(key__endswith=judgment_key_suffix(judgment.pk))
+                     .aggregate(s=Sum("amount"))["s"] or 0)  # taken off an on-chain claim: paid back in-platform
+        owed = max(0, off_leaf - net_corrections(judgment.pk, available.pk))
     else:
         owed = share.amount
     if owed <= 0:

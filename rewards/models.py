@@ -478,3 +478,25 @@ class ChainClaim(models.Model):
 
     def __str__(self) -> str:
         return f"{self.address} {self.amount} ({self.tx_hash}:{self.log_index})"
+
+
+class ClaimAdjustment(models.Model):
+    """A change to an address's cumulative on-chain leaf besides its epochs' claims: a dispute clawing back
+    a reward still awaiting claim in the distributor (``rewards.corrections``). ``rewards.chain`` adds
+    these to the ``EpochClaim`` rows, so the next root promises that much less."""
+
+    key = models.CharField(max_length=200, unique=True, help_text="The ledger posting's key; one row per claw-back.")
+    address = models.CharField(max_length=42, db_index=True, help_text="The leaf's address, EIP-55.")
+    amount = models.BigIntegerField(help_text="Base units added to the leaf; negative: clawed back.")
+    transaction = models.OneToOneField(
+        LedgerTransaction, on_delete=models.PROTECT, related_name="claim_adjustment",
+        help_text="The posting that moved the amount from the external account back into the platform.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.CheckConstraint(condition=~Q(amount=0), name="claimadjustment_amount_nonzero")]
+
+    def __str__(self) -> str:
+        return f"{self.address} {self.amount} ({self.key})"

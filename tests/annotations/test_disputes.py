@@ -534,9 +534,11 @@ def test_a_reward_sent_to_an_on_chain_claim_is_not_taken_from_the_experts_deposi
                                         resolution="overturned", reason=REASON)
 
     assert available(a) == 5 * TOKEN
-    assert resolved.outcome["clawed_back"] == 0
-    assert resolved.outcome["not_recovered"] == reward.amount // reward.judgments
-    assert ledger.escrow_account(campaign).balance == escrow_before
+    # Nothing claimed yet: the share is taken off the address's next cumulative root instead.
+    share = reward.amount // reward.judgments
+    assert resolved.outcome["clawed_back"] == resolved.outcome["from_claim"] == share
+    assert "not_recovered" not in resolved.outcome
+    assert ledger.escrow_account(campaign).balance == escrow_before + share
     assert Judgment.objects.get(task=tasks[0], expert=a).voided
 
     # An expert paid in-platform is clawed back as before.

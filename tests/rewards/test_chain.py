@@ -6,7 +6,9 @@ twice), only the treasury mints, publishes or pauses, and a paused
 distributor pays nobody. The committed artifacts are what the sources
 compile to; the claims indexer moves exactly what wallets claimed into the
 ledger, once; a dispute claw-back never takes a claimed reward from the
-expert's own tokens; the wallet page offers the browser wallet's claim.
+expert's own tokens, and takes what still awaits claim off the next root
+(never below what the address claimed); the wallet page offers the browser
+wallet's claim.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import sys
 from datetime import timedelta
 
 import pytest
+from django.core.cache import cache
 from django.utils import timezone
 
 _RECURSION_LIMIT = sys.getrecursionlimit()
@@ -22,8 +25,10 @@ from eth_tester.exceptions import TransactionFailed  # noqa: E402
 from web3 import Web3  # noqa: E402
 from web3.exceptions import ContractLogicError  # noqa: E402
 
+from annotations import disputes  # noqa: E402
+from annotations.handles import rater_handle  # noqa: E402
 from rewards import chain as onchain  # noqa: E402
-from rewards import corrections, services, settlement, tasks  # noqa: E402
+from rewards import corrections, ledger, services, settlement, tasks  # noqa: E402
 from rewards.models import (  # noqa: E402
     Account, ChainClaim, ChainCursor, Epoch, EpochClaim, EpochReward, LedgerTransaction,
 )
@@ -324,6 +329,120 @@ def test_a_claw_back_never_takes_a_claimed_reward_from_the_experts_own_tokens(cl
     balances = expert_balances(expert=alice)
     assert (balances.available, balances.bonded) == (6 * TOKEN, 4 * TOKEN)  # deposit and stake untouched
     assert ledger_differences() == []
+
+
+def overturn_lab_dispute(judgment, moderator):
+    """A member of the campaign's lab disputes the judgment; a moderator overturns it (voided, clawed back)."""
+    cache.clear()  # the dispute throttle
+    dispute, _ = disputes.dispute_open_lab(
+        user=factories.lab_member(judgment.campaign.lab), campaign_id=judgment.campaign_id,
+        task_external_id=judgment.task.external_id, rater=rater_handle(judgment.campaign_id, judgment.expert_id),
+        statement="The rationale contradicts the ranking it explains; please look again.")
+    return disputes.dispute_resolve(dispute=dispute, moderator=moderator, resolution="overturned",
+                                    reason="Checked the evidence against the guidelines.")
+
+
+def test_a_claw_back_before_the_claim_lowers_the_next_root_and_the_claim_pays_less(client, w3, deployed, jobs):
+    alice = factories.ExpertFactory(wallet_address=w3.eth.accounts[6])
+    campaign, judgments = settled_campaign([alice, factories.ExpertFactory()])
+    factories.expert_deposit(alice, 10 * TOKEN)
+    services.stake_bond(expert=alice, amount=4 * TOKEN)
+    earned = reward_of(alice, campaign)
+    per_judgment = earned // len(judgments[alice.pk])
+    first = jobs.chain_publish_root()
+    assert client.get(f"/api/v1/claims/{alice.wallet_address}").json()["cumulative"] == earned
+    escrow_before = ledger.escrow_account(campaign).balance
+    external_before = Account.objects.get(kind=Account.Kind.EXTERNAL).balance
+    moderator = factories.rewards_moderator()
+
+    dispute = overturn_lab_dispute(judgments[alice.pk][0], moderator)
+
+    outcome = dispute.outcome
+    assert outcome["clawed_back"] == outcome["from_claim"] == per_judgment > 0
+    assert outcome["awaiting_claim"] == per_judgment and outcome["claimed_on_chain"] == 0
+    assert "not_recovered" not in outcome
+    key = f"dispute:{dispute.pk}:clawback:root:judgment:{judgments[alice.pk][0].pk}"
+    posting = LedgerTransaction.objects.get(idempotency_key=key)
+    assert sorted(posting.entries.values_list("account__kind", "amount")) == [
+        ("escrow", per_judgment), ("external", -per_judgment)]
+    assert ledger.escrow_account(campaign).balance == escrow_before + per_judgment
+    assert Account.objects.get(kind=Account.Kind.EXTERNAL).balance == external_before - per_judgment
+    transactions = LedgerTransaction.objects.count()
+    overturn_again = corrections.judgment_reward_claw_back(  # the same dispute resolved twice: moves nothing more
+        judgment=judgments[alice.pk][0], key_prefix=f"dispute:{dispute.pk}:clawback", moderator=moderator, memo="x")
+    assert overturn_again["from_claim"] == per_judgment and LedgerTransaction.objects.count() == transactions
+    disputes.dispute_resolve(dispute=dispute, moderator=moderator, resolution="overturned",
+                             reason="Checked the evidence against the guidelines.")
+    assert LedgerTransaction.objects.count() == transactions
+
+    supply = deployed.token.functions.totalSupply().call()
+    second = jobs.chain_publish_root()
+
+    assert second["published"] and second["root"] != first["root"] and second["minted"] == 0
+    assert second["total"] == first["total"] - per_judgment and "not_recovered" not in second
+    assert deployed.token.functions.totalSupply().call() == supply  # nothing minted
+    assert client.get(f"/api/v1/claims/{alice.wallet_address}").json()["cumulative"] == earned - per_judgment
+    assert claim_with_api(client, w3, deployed, alice.wallet_address) == earned - per_judgment
+    balances = expert_balances(expert=alice)
+    assert (balances.available, balances.bonded) == (6 * TOKEN, 4 * TOKEN)  # deposit and stake untouched
+    assert jobs.chain_publish_root()["reason"] == "root already on chain"
+    jobs.chain_index_claims()
+    assert claimed_account(alice) == earned - per_judgment
+    assert ledger_differences() == []
+
+
+def test_a_claw_back_after_the_expert_claimed_everything_recovers_nothing_and_keeps_the_root(
+        client, w3, deployed, jobs):
+    alice = factories.ExpertFactory(wallet_address=w3.eth.accounts[7])
+    campaign, judgments = settled_campaign([alice, factories.ExpertFactory()])
+    earned = reward_of(alice, campaign)
+    per_judgment = earned // len(judgments[alice.pk])
+    first = jobs.chain_publish_root()
+    assert claim_with_api(client, w3, deployed, alice.wallet_address) == earned
+    jobs.chain_index_claims()
+
+    outcome = overturn_lab_dispute(judgments[alice.pk][0], factories.rewards_moderator()).outcome
+
+    assert outcome["clawed_back"] == 0 and "from_claim" not in outcome
+    assert outcome["not_recovered"] == outcome["claimed_on_chain"] == per_judgment
+    assert not LedgerTransaction.objects.filter(idempotency_key__contains=":clawback:root:").exists()
+    assert onchain.cumulative_earnings([alice.wallet_address]) == {alice.wallet_address: earned}
+    assert jobs.chain_publish_root() == {"published": False, "reason": "root already on chain", "root": first["root"]}
+
+
+def test_a_claim_racing_the_claw_back_is_floored_and_reported_not_recovered(client, w3, deployed, jobs):
+    alice = factories.ExpertFactory(wallet_address=w3.eth.accounts[8])
+    campaign, judgments = settled_campaign([alice, factories.ExpertFactory()])
+    earned = reward_of(alice, campaign)
+    per_judgment = earned // len(judgments[alice.pk])
+    first = jobs.chain_publish_root()
+    old_claim = client.get(f"/api/v1/claims/{alice.wallet_address}").json()
+    assert overturn_lab_dispute(judgments[alice.pk][0], factories.rewards_moderator()).outcome["from_claim"] > 0
+
+    # The old root is still on chain: the wallet claims all of it, with the proof it fetched before the
+    # claw-back, before the lower root is published.
+    w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction(
+        {"from": alice.wallet_address, "to": deployed.distributor.address, "data": old_claim["calldata"]}))
+    assert deployed.distributor.functions.claimed(alice.wallet_address).call() == earned
+    waiting = jobs.chain_publish_root()
+    assert not waiting["published"] and waiting["reason"] == f"claims not indexed yet for {alice.wallet_address}"
+
+    jobs.chain_index_claims()
+    after = jobs.chain_publish_root()
+
+    assert after["root"] == first["root"] and after["not_recovered"] == {alice.wallet_address: per_judgment}
+    assert onchain.cumulative_earnings([alice.wallet_address]) == {alice.wallet_address: earned}
+    assert ledger_differences() == []
+
+
+def test_the_leaf_never_drops_below_what_the_address_claimed_and_the_shortfall_is_reported():
+    leaves, short = onchain.cumulative_leaves({"0xA": 1_000, "0xB": 500, "0xC": 300},
+                                              {"0xA": -200, "0xB": -100, "0xC": -300}, {"0xA": 900, "0xB": 100})
+    assert leaves == {"0xA": 900, "0xB": 400}  # 0xA claimed 900 before the root was lowered (a race)
+    assert short == {"0xA": 100}
+    assert corrections.root_claw_back_amount(awaiting=50, leaf=1_000, claimed=980) == 20
+    assert corrections.root_claw_back_amount(awaiting=50, leaf=1_000, claimed=1_000) == 0
+    assert corrections.root_claw_back_amount(awaiting=50, leaf=1_000, claimed=0) == 50
 
 
 # --------------------------------------------------------------------------
