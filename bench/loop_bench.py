@@ -55,6 +55,7 @@ latency ~ N / throughput). Not part of the test run.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -526,7 +527,8 @@ class FloorClient:
             "submit read": judgments._submit_sql()[0],
             "submit write": judgments._submit_sql()[4],
         }
-        self.token_params = [*roles.ALL_ROLES, expert.token]
+        # The key is looked up as itself (DRF Token) and as its SHA-256 (ApiToken), as the server does.
+        self.token_params = [*roles.ALL_ROLES, expert.token, hashlib.sha256(expert.token.encode()).hexdigest()]
         stake = assignment._context_sql(gold_answers)[3]  # the bonded stake's parameters, read in the context
         self.context_params = [*stake, *([expert.pk] if stake else []), expert.pk, ExpertDomain.State.VETTED, settings.DATADAO_NEW_EXPERT_GOLD_RATE,
                                expert.pk, expert.pk, expert.pk, Assignment.State.LEASED, campaign_id]
