@@ -9,7 +9,8 @@ the database), :func:`publish_root` puts one root on the distributor:
 - each leaf is an address's *cumulative* earnings over every settled epoch
   (the sum of its ``EpochClaim`` rows, less what disputes clawed back from
   it before it was claimed: its ``ClaimAdjustment`` rows, never below what
-  it already claimed on-chain), encoded as each epoch's leaves are
+  it already claimed on-chain; a pending row is applied, its recovered part
+  posted to the escrow, once the root holding it is on chain), encoded as each epoch's leaves are
   (``rewards.merkle``), so one claim covers any number of epochs and the
   contract pays the cumulative amount less what the address already
   claimed: a double claim pays nothing by construction;
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Sum
+from django.db.models import BigIntegerField, Case, F, Sum, When
 
 from rewards.merkle import Distribution, build_distribution
 from rewards.models import ChainClaim, ClaimAdjustment, Epoch, EpochClaim
@@ -77,14 +78,27 @@ def cumulative_leaves(earned: dict[str, int], adjustments: dict[str, int],
     return leaves, short
 
 
+def chain_configured() -> bool:
+    """Whether rewards go on-chain (``CHAIN_RPC_URL`` set); without a chain no on-chain claim can race a
+    claw-back, so ``rewards.corrections`` applies claim adjustments at once."""
+    return bool(getattr(settings, "CHAIN_RPC_URL", ""))
+
+
+def leaf_adjustment():
+    """What a ``ClaimAdjustment`` row does to its leaf: a pending one its whole (negative) amount, an
+    applied one what it recovered (its shortfall stays with the address: the wallet claimed it)."""
+    return Case(When(state=ClaimAdjustment.State.APPLIED, then=-F("recovered")), default=F("amount"),
+                output_field=BigIntegerField())
+
+
 def _cumulative(addresses=None) -> tuple[dict[str, int], dict[str, int]]:
     claims = EpochClaim.objects.filter(epoch__state=Epoch.State.SETTLED)
     adjustments = ClaimAdjustment.objects.all()
     if addresses is not None:
         claims, adjustments = claims.filter(address__in=addresses), adjustments.filter(address__in=addresses)
     earned = dict(claims.values("address").annotate(total=Sum("amount")).order_by().values_list("address", "total"))
-    adjusted = dict(adjustments.values("address").annotate(total=Sum("amount")).order_by()
-                    .values_list("address", "total"))
+    adjusted = dict(adjustments.exclude(state=ClaimAdjustment.State.CANCELLED).values("address")
+                    .annotate(total=Sum(leaf_adjustment())).order_by().values_list("address", "total"))
     claimed = dict(ChainClaim.objects.filter(address__in=list(adjusted)).values("address")
                    .annotate(total=Sum("amount")).order_by().values_list("address", "total")) if adjusted else {}
     return cumulative_leaves({a: int(t) for a, t in earned.items()}, {a: int(t) for a, t in adjusted.items()},
@@ -176,16 +190,22 @@ def publish_root(chain: Chain) -> dict[str, Any]:
 
     A root lower than the last (a dispute clawed back what an address had not claimed) is published
     too; it mints nothing then. It waits while an address a claw-back lowered has claimed on-chain more
-    than the indexer recorded (its floor would be wrong): the next run, after the indexer, publishes."""
-    leaves, short = _cumulative()
+    than the indexer recorded (its floor would be wrong): the next run, after the indexer, publishes.
+    Once the root holding them is on chain (published now, or found there by a rerun after a crash),
+    the pending claw-backs off leaves are applied (``rewards.chain_claims.claim_adjustments_apply``):
+    each posts what its address had not claimed back to the escrow, once; ``not_recovered`` (address ->
+    amount) is what wallets claimed with an older proof first."""
+    from rewards.chain_claims import claim_adjustments_apply
+
+    leaves, _ = _cumulative()
     if not leaves:
         return {"published": False, "reason": "nothing settled to an address yet"}
     dist = build_distribution(leaves)
     root = _root_bytes(dist.root)
     distributor, token = chain.distributor.functions, chain.token.functions
-    unrecovered = {"not_recovered": short} if short else {}
     if distributor.root().call() == root:
-        return {"published": False, "reason": "root already on chain", "root": dist.root, **unrecovered}
+        return {"published": False, "reason": "root already on chain", "root": dist.root,
+                **claim_adjustments_apply(chain, dist.root)}
     lowered = ClaimAdjustment.objects.values_list("address", flat=True).distinct()
     unindexed = sorted(a for a in lowered if distributor.claimed(a).call() > leaves.get(a, 0))
     if unindexed:
@@ -195,7 +215,8 @@ def publish_root(chain: Chain) -> dict[str, Any]:
     if owed > 0:
         chain.send(token.mint(chain.distributor.address, owed))
     chain.send(distributor.update_root(root, dist.token_total))
-    return {"published": True, "root": dist.root, "total": dist.token_total, "minted": max(owed, 0), **unrecovered}
+    return {"published": True, "root": dist.root, "total": dist.token_total, "minted": max(owed, 0),
+            **claim_adjustments_apply(chain, dist.root)}
 
 
 def claim_for(address: str, chain: Chain | None = None) -> dict[str, Any] | None:
@@ -226,3 +247,20 @@ def claim_for(address: str, chain: Chain | None = None) -> dict[str, Any] | None
         out["claimed_on_chain"] = chain.distributor.functions.claimed(account).call()
         out["distributor"] = chain.distributor.address
     return out
+
+
+def wallet_claims(addresses) -> list[dict[str, Any]]:
+    """Per address: what it earned over every settled epoch less claw-backs (its cumulative leaf) and what
+    it claimed on-chain, as indexed; addresses with neither are left out."""
+    wanted = sorted(set(addresses))
+    earned = cumulative_earnings(wanted)
+    from rewards.chain_claims import claimed_by_address
+
+    claimed = claimed_by_address(wanted)
+    rows = []
+    for address in wanted:
+        cumulative, taken = int(earned.get(address) or 0), claimed[address]
+        if cumulative or taken:
+            rows.append({"address": address, "cumulative": cumulative, "claimed": taken,
+                         "left": max(cumulative - taken, 0)})
+    return rows

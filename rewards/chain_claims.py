@@ -32,11 +32,13 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Sum
+from django.utils import timezone
 
 from annotations.models import Expert
 from rewards import ledger
-from rewards.chain import cumulative_earnings
-from rewards.models import Account, ChainClaim, ChainCursor, Epoch, EpochReward, LedgerEntry, LedgerTransaction
+from rewards.models import (
+    Account, ChainClaim, ChainCursor, ClaimAdjustment, Epoch, EpochClaim, EpochReward, LedgerEntry, LedgerTransaction,
+)
 
 BLOCK_RANGE = 2000  # blocks per eth_getLogs call: public nodes refuse wide ranges
 
@@ -143,6 +145,76 @@ def _split(address: str, amount: int) -> dict[int, int]:
 
 
 # --------------------------------------------------------------------------
+# Claw-backs off leaves, applied when their root is on chain
+# --------------------------------------------------------------------------
+
+
+def _leaf_base(addresses) -> dict[str, int]:
+    """address -> its settled earnings plus what applied claw-backs recovered (negative): its leaf
+    before the pending claw-backs."""
+    out = dict.fromkeys(addresses, 0)
+    for address, total in (EpochClaim.objects.filter(epoch__state=Epoch.State.SETTLED, address__in=addresses)
+                           .values("address").annotate(total=Sum("amount")).order_by().values_list("address", "total")):
+        out[address] += int(total)
+    for address, total in (ClaimAdjustment.objects.filter(state=ClaimAdjustment.State.APPLIED, address__in=addresses)
+                           .values("address").annotate(total=Sum("recovered")).order_by()
+                           .values_list("address", "total")):
+        out[address] -= int(total or 0)
+    return out
+
+
+def claim_adjustments_apply(chain, root: str) -> dict[str, Any]:
+    """Apply every pending claw-back off a leaf, now that ``root`` (which holds it) is on chain.
+
+    Each takes back what its address had not claimed: with the new root on chain the old proof is
+    dead, so what the distributor says the address claimed (never less than what the indexer
+    recorded) is final for the old root. That part goes from the external account to the campaign
+    escrow (one posting keyed as the adjustment, then on to the lab if the campaign is closed); the
+    rest, claimed first with an older proof, is recorded on the row as ``not_recovered`` (the DAO
+    bears it). All of it, rows and postings, in one database transaction on the locked rows: a rerun
+    or a second worker finds them applied and posts nothing twice. Empty when nothing was pending."""
+    from rewards import services as reward_services
+
+    addresses = sorted(set(ClaimAdjustment.objects.filter(state=ClaimAdjustment.State.PENDING)
+                           .values_list("address", flat=True)))
+    if not addresses:
+        return {}
+    on_chain = {a: int(chain.distributor.functions.claimed(a).call()) for a in addresses}
+    indexed = claimed_by_address(addresses)
+    out: dict[str, Any] = {"adjustments": []}
+    short: dict[str, int] = {}
+    with transaction.atomic():
+        pending = list(ClaimAdjustment.objects.select_for_update(of=("self",)).select_related("campaign")
+                       .filter(state=ClaimAdjustment.State.PENDING, address__in=addresses).order_by("id"))
+        room = {a: max(0, b - max(on_chain[a], indexed[a])) for a, b in _leaf_base(addresses).items()}
+        campaigns = {}
+        now = timezone.now()
+        for row in pending:
+            wanted = -row.amount
+            taken = min(wanted, room[row.address])
+            room[row.address] -= taken
+            if taken:
+                posted = ledger.ledger_post(
+                    key=row.key, kind=LedgerTransaction.Kind.REVERSAL,
+                    entries=[(ledger.external_account(), -taken), (ledger.escrow_account(row.campaign), taken)],
+                    memo=row.memo or f"Clawed back off the on-chain claim of {row.address}", campaign=row.campaign)
+                row.transaction_id = posted.transaction_id
+                campaigns[row.campaign_id] = row.campaign
+            row.state, row.recovered, row.not_recovered = ClaimAdjustment.State.APPLIED, taken, wanted - taken
+            row.root, row.applied_at = root, now
+            row.save(update_fields=["state", "recovered", "not_recovered", "root", "applied_at", "transaction"])
+            if wanted > taken:
+                short[row.address] = short.get(row.address, 0) + wanted - taken
+            out["adjustments"].append({"key": row.key, "address": row.address, "recovered": taken,
+                                       "not_recovered": wanted - taken})
+        for campaign in campaigns.values():
+            reward_services.campaign_escrow_sweep(campaign=campaign)
+    if short:
+        out["not_recovered"] = short
+    return out if out["adjustments"] else {}
+
+
+# --------------------------------------------------------------------------
 # Reads
 # --------------------------------------------------------------------------
 
@@ -178,18 +250,3 @@ def epoch_claimed_on_chain(*, expert_id: int, epoch_id: int) -> int:
             return take
         left -= take
     return 0
-
-
-def wallet_claims(addresses) -> list[dict[str, Any]]:
-    """Per address: what it earned over every settled epoch less claw-backs (its cumulative leaf) and what
-    it claimed on-chain, as indexed; addresses with neither are left out."""
-    wanted = sorted(set(addresses))
-    earned = cumulative_earnings(wanted)
-    claimed = claimed_by_address(wanted)
-    rows = []
-    for address in wanted:
-        cumulative, taken = int(earned.get(address) or 0), claimed[address]
-        if cumulative or taken:
-            rows.append({"address": address, "cumulative": cumulative, "claimed": taken,
-                         "left": max(cumulative - taken, 0)})
-    return rows

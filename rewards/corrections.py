@@ -169,11 +169,17 @@ def judgment_reward_claw_back(*, judgment: Judgment, key_prefix: str, moderator,
     balance, only what is there (tokens already withdrawn are not taken).
     The part sent to an on-chain claim is never taken from the expert's own
     tokens (available balance or stake): what of it still waits in the
-    distributor is taken off the address's cumulative leaf instead
-    (``<prefix>:root:judgment:<id>``: external account -> escrow, with a
-    ``ClaimAdjustment`` row the next root reads), never below what the
-    address has claimed on-chain as indexed; what the wallet already claimed
-    is reported as not recovered. On a closed campaign with every epoch
+    distributor is taken off the address's cumulative leaf instead: a
+    ``ClaimAdjustment`` row keyed ``<prefix>:root:judgment:<id>`` that the
+    next root reads, never below what the address has claimed on-chain as
+    indexed; what the wallet already claimed is reported as not recovered.
+    With a chain (``CHAIN_RPC_URL``) the row is pending and the outcome
+    reports it as ``pending_root``: until the lower root is on chain the
+    wallet may still claim it with its old proof, so ``publish_root`` posts
+    what was really recovered (external account -> escrow, same key) and
+    records the rest on the row. Without a chain no on-chain claim can race
+    it: the posting is made now and reported as ``from_claim`` (included in
+    ``clawed_back``). On a closed campaign with every epoch
     settled the clawed-back tokens go on to the lab
     (``rewards.services.campaign_escrow_sweep``), in this transaction.
     Refused while the judgment's epoch is being paid out."""
@@ -204,31 +210,47 @@ def judgment_reward_claw_back(*, judgment: Judgment, key_prefix: str, moderator,
     root_key = f"{key_prefix}:root{judgment_key_suffix(judgment.pk)}"
     from_claim = external and _claw_back_from_claim(judgment, share, root_key, external=external, escrow=escrow,
                                                     moderator=moderator, memo=memo)
-    if from_claim:
+    if from_claim and "pending" in from_claim:
+        out["pending_root"] = from_claim["pending"]
+    elif from_claim:
         out["clawed_back"] = amount + from_claim["amount"]
         out["from_claim"], out["claim_transaction"] = from_claim["amount"], from_claim["transaction"]
-    if amount or from_claim:
+    if amount or (from_claim and from_claim.get("transaction")):
         refund = reward_services.campaign_escrow_sweep(campaign=judgment.campaign)
         if refund is not None:
             out["refunded_to_lab"] = refund.transaction_id
-    if out["clawed_back"] < share.amount:
-        out["not_recovered"] = share.amount - out["clawed_back"]
+    if out["clawed_back"] + out.get("pending_root", 0) < share.amount:
+        out["not_recovered"] = share.amount - out["clawed_back"] - out.get("pending_root", 0)
     if share.claimed:
         out["claimed_on_chain"] = share.claimed_on_chain
         out["awaiting_claim"] = share.claimed - share.claimed_on_chain
         out["note"] = ("the reward was sent to the expert's on-chain claim; that part is not taken from their "
-                       "balance or stake: what still awaited claim is taken off their address's next root")
+                       "balance or stake: what still awaited claim is taken off their address's next root"
+                       + (", and recovered when that root is published" if "pending_root" in out else ""))
     return out
+
+
+def _leaf_taken(judgment_id: int) -> int:
+    """What earlier claw-backs of this judgment take off its address's leaf (pending: their amount;
+    applied: what they recovered)."""
+    rows = ClaimAdjustment.objects.filter(key__endswith=judgment_key_suffix(judgment_id)).exclude(
+        state=ClaimAdjustment.State.CANCELLED)
+    return -int(rows.aggregate(s=Sum(chain.leaf_adjustment()))["s"] or 0)
 
 
 def _claw_back_from_claim(judgment: Judgment, share: RewardShare, key: str, *, external, escrow, moderator,
                           memo: str) -> dict | None:
     """Take what of the judgment's claimed share still waits in the distributor off the address's leaf:
-    one posting (external account -> escrow) and one ``ClaimAdjustment``, both keyed ``key``."""
-    prior = LedgerTransaction.objects.filter(idempotency_key=key).first()
+    one ``ClaimAdjustment`` keyed ``key``, pending until ``publish_root`` applies it when a chain is
+    configured (``{"pending": amount}``), else applied now with its posting (external account -> escrow,
+    same key)."""
+    prior = ClaimAdjustment.objects.filter(key=key).first()
     if prior is not None:
-        taken = prior.entries.filter(amount__gt=0).values_list("amount", flat=True).first() or 0
-        return {"amount": taken, "transaction": prior.pk}
+        if prior.state == ClaimAdjustment.State.PENDING:
+            return {"pending": -prior.amount}
+        if prior.state == ClaimAdjustment.State.APPLIED and prior.recovered:
+            return {"amount": prior.recovered, "transaction": prior.transaction_id}
+        return None
     awaiting = share.claimed - share.claimed_on_chain
     if awaiting <= 0:
         return None
@@ -236,24 +258,28 @@ def _claw_back_from_claim(judgment: Judgment, share: RewardShare, key: str, *, e
         "wallet_address", flat=True).first()
     if not address:
         return None
-    before = -(ClaimAdjustment.objects.filter(key__endswith=judgment_key_suffix(judgment.pk))
-               .aggregate(s=Sum("amount"))["s"] or 0)  # earlier claw-backs of this judgment off the leaf
-    taken = root_claw_back_amount(awaiting=awaiting - before, leaf=chain.cumulative_earnings([address]).get(address, 0),
+    taken = root_claw_back_amount(awaiting=awaiting - _leaf_taken(judgment.pk),
+                                  leaf=chain.cumulative_earnings([address]).get(address, 0),
                                   claimed=chain_claims.claimed_by_address([address])[address])
     if taken <= 0:
         return None
+    memo = f"{memo}, off the on-chain claim of {address}"
+    if chain.chain_configured():
+        ClaimAdjustment.objects.create(key=key, address=address, amount=-taken, campaign=judgment.campaign, memo=memo)
+        return {"pending": taken}
     posted = _post(key=key, kind=LedgerTransaction.Kind.REVERSAL, entries=[(external, -taken), (escrow, taken)],
-                   memo=f"{memo}, off the on-chain claim of {address}", campaign=judgment.campaign,
-                   created_by=moderator)
-    ClaimAdjustment.objects.create(key=key, address=address, amount=-taken, transaction_id=posted.transaction_id)
+                   memo=memo, campaign=judgment.campaign, created_by=moderator)
+    ClaimAdjustment.objects.create(key=key, address=address, amount=-taken, campaign=judgment.campaign, memo=memo,
+                                   state=ClaimAdjustment.State.APPLIED, recovered=taken, applied_at=timezone.now(),
+                                   transaction_id=posted.transaction_id)
     return {"amount": taken, "transaction": posted.transaction_id}
 
 
 def judgment_reward_restore(*, judgment: Judgment, dispute_id: int, moderator) -> dict:
     """Pay a voided judgment being restored what it lost: what was clawed back when it was voided after
-    its epoch was planned (what was taken off its address's on-chain claim is paid back to the available
-    balance), or its per-judgment share when the plan left it out. ``judgment`` is read (and locked)
-    while still voided."""
+    its epoch was planned (what a published root took off its address's on-chain claim is paid back to the
+    available balance; a claw-back still waiting for its root is cancelled instead), or its per-judgment
+    share when the plan left it out. ``judgment`` is read (and locked) while still voided."""
     share = judgment_reward_share(judgment)
     available = ledger.expert_account(judgment.expert_id, Account.Kind.AVAILABLE)
     key = f"dispute:{dispute_id}:restore{judgment_key_suffix(judgment.pk)}"
@@ -261,8 +287,12 @@ def judgment_reward_restore(*, judgment: Judgment, dispute_id: int, moderator) -
     if prior is not None:
         owed = prior.entries.filter(amount__gt=0).values_list("amount", flat=True).first() or 0
     elif share.counted:
-        off_leaf = -(ClaimAdjustment.objects.filter(key__endswith=judgment_key_suffix(judgment.pk))
-                     .aggregate(s=Sum("amount"))["s"] or 0)  # taken off an on-chain claim: paid back in-platform
+        adjustments = ClaimAdjustment.objects.select_for_update().filter(key__endswith=judgment_key_suffix(judgment.pk))
+        list(adjustments)  # locked: a root being published waits, or has applied them
+        adjustments.filter(state=ClaimAdjustment.State.PENDING).update(state=ClaimAdjustment.State.CANCELLED)
+        # What a published root took off an on-chain claim: paid back in-platform.
+        off_leaf = int(adjustments.filter(state=ClaimAdjustment.State.APPLIED)
+                       .aggregate(s=Sum("recovered"))["s"] or 0)
         owed = max(0, off_leaf - net_corrections(judgment.pk, available.pk))
     else:
         owed = share.amount

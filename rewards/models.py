@@ -483,14 +483,30 @@ class ChainClaim(models.Model):
 class ClaimAdjustment(models.Model):
     """A change to an address's cumulative on-chain leaf besides its epochs' claims: a dispute clawing back
     a reward still awaiting claim in the distributor (``rewards.corrections``). ``rewards.chain`` adds
-    these to the ``EpochClaim`` rows, so the next root promises that much less."""
+    these to the ``EpochClaim`` rows (a pending one at its full amount, an applied one at what it
+    recovered), so the next root promises that much less. With a chain, the claw-back records it
+    pending and ``publish_root`` applies it: posts what the address had not claimed (external -> escrow)."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Waiting for the next root"
+        APPLIED = "applied", "In a published root"
+        CANCELLED = "cancelled", "Cancelled before any root (judgment restored)"
 
     key = models.CharField(max_length=200, unique=True, help_text="The ledger posting's key; one row per claw-back.")
     address = models.CharField(max_length=42, db_index=True, help_text="The leaf's address, EIP-55.")
     amount = models.BigIntegerField(help_text="Base units added to the leaf; negative: clawed back.")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING, db_index=True)
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, null=True, blank=True,
+                                 related_name="+", help_text="Whose escrow gets the recovered tokens.")
+    memo = models.CharField(max_length=500, blank=True, default="", help_text="The posting's memo.")
+    recovered = models.BigIntegerField(null=True, blank=True,
+                                       help_text="Applied: what went back to the escrow (at most -amount).")
+    not_recovered = models.BigIntegerField(default=0, help_text="Applied: what the wallet claimed first.")
+    root = models.CharField(max_length=66, blank=True, default="", help_text="Applied: the root it went into.")
+    applied_at = models.DateTimeField(null=True, blank=True)
     transaction = models.OneToOneField(
-        LedgerTransaction, on_delete=models.PROTECT, related_name="claim_adjustment",
-        help_text="The posting that moved the amount from the external account back into the platform.",
+        LedgerTransaction, on_delete=models.PROTECT, related_name="claim_adjustment", null=True, blank=True,
+        help_text="The posting that moved the recovered amount from the external account back into the platform.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -499,4 +515,4 @@ class ClaimAdjustment(models.Model):
         constraints = [models.CheckConstraint(condition=~Q(amount=0), name="claimadjustment_amount_nonzero")]
 
     def __str__(self) -> str:
-        return f"{self.address} {self.amount} ({self.key})"
+        return f"{self.address} {self.amount} ({self.key}, {self.state})"

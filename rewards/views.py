@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 from annotations import roles
 from annotations.models import Expert
 from annotations.services import ServiceError
-from rewards import chain_claims, selectors, services
+from rewards import chain, selectors, services
 from rewards.amounts import format_amount
 from rewards.forms import AmountForm
 from rewards.models import Account, EpochClaim, EpochReward, Slash
@@ -66,7 +66,7 @@ def wallet(request):
         "min_stake": settings.DATADAO_MIN_STAKE,
         "unbonding_days": settings.DATADAO_UNBONDING_DAYS,
         "account_labels": dict(Account.Kind.choices),
-        "wallet_claims": chain_claims.wallet_claims(addresses),
+        "wallet_claims": chain.wallet_claims(addresses),
         # The claim button needs a distributor to send to; the browser's wallet signs, never the platform.
         "distributor": settings.CHAIN_DISTRIBUTOR_ADDRESS if settings.CHAIN_RPC_URL else "",
     })

@@ -520,8 +520,9 @@ def test_a_claw_back_on_a_closed_settled_campaign_goes_back_to_the_lab_once(mode
     assert ledger_differences() == []
 
 
-def test_a_reward_sent_to_an_on_chain_claim_is_not_taken_from_the_experts_deposit(moderator):
-    from rewards.models import EpochReward
+def test_a_reward_sent_to_an_on_chain_claim_is_not_taken_from_the_experts_deposit(moderator, settings):
+    settings.CHAIN_RPC_URL = ""  # rewards stay off-chain: Merkle proofs via the API only
+    from rewards.models import ClaimAdjustment, EpochReward
 
     a, b = factories.ExpertFactory(wallet_address=factories.wallet("claims")), factories.ExpertFactory()
     campaign, tasks, _ = settled_campaign([a, b])
@@ -534,11 +535,14 @@ def test_a_reward_sent_to_an_on_chain_claim_is_not_taken_from_the_experts_deposi
                                         resolution="overturned", reason=REASON)
 
     assert available(a) == 5 * TOKEN
-    # Nothing claimed yet: the share is taken off the address's next cumulative root instead.
+    # Nothing claimed yet: the share is taken off the address's next cumulative root instead. Without a chain
+    # (CHAIN_RPC_URL empty) no on-chain claim can race it: it goes back to the escrow at once.
     share = reward.amount // reward.judgments
     assert resolved.outcome["clawed_back"] == resolved.outcome["from_claim"] == share
-    assert "not_recovered" not in resolved.outcome
+    assert "not_recovered" not in resolved.outcome and "pending_root" not in resolved.outcome
     assert ledger.escrow_account(campaign).balance == escrow_before + share
+    adjustment = ClaimAdjustment.objects.get()
+    assert (adjustment.state, adjustment.recovered, adjustment.amount) == (ClaimAdjustment.State.APPLIED, share, -share)
     assert Judgment.objects.get(task=tasks[0], expert=a).voided
 
     # An expert paid in-platform is clawed back as before.

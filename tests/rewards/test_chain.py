@@ -12,12 +12,14 @@ wallet's claim.
 """
 from __future__ import annotations
 
+import io
 import json
 import sys
 from datetime import timedelta
 
 import pytest
 from django.core.cache import cache
+from django.core.management import call_command
 from django.utils import timezone
 
 _RECURSION_LIMIT = sys.getrecursionlimit()
@@ -30,7 +32,7 @@ from annotations.handles import rater_handle  # noqa: E402
 from rewards import chain as onchain  # noqa: E402
 from rewards import corrections, ledger, services, settlement, tasks  # noqa: E402
 from rewards.models import (  # noqa: E402
-    Account, ChainClaim, ChainCursor, Epoch, EpochClaim, EpochReward, LedgerTransaction,
+    Account, ChainClaim, ChainCursor, ClaimAdjustment, Epoch, EpochClaim, EpochReward, LedgerTransaction,
 )
 from rewards.selectors import expert_balances, ledger_differences  # noqa: E402
 from tests import factories  # noqa: E402
@@ -229,8 +231,9 @@ def claim_with_api(client, w3, chain, address: str) -> int:
 
 
 @pytest.fixture
-def jobs(deployed, monkeypatch):
-    """The beat jobs, talking to the test chain."""
+def jobs(deployed, monkeypatch, settings):
+    """The beat jobs, talking to the test chain (configured: claw-backs off a leaf wait for the next root)."""
+    settings.CHAIN_RPC_URL = "http://chain.invalid"
     monkeypatch.setattr(onchain, "connect", lambda: deployed)
     return tasks
 
@@ -357,37 +360,73 @@ def test_a_claw_back_before_the_claim_lowers_the_next_root_and_the_claim_pays_le
 
     dispute = overturn_lab_dispute(judgments[alice.pk][0], moderator)
 
+    # The old root is still on chain: nothing is credited to the escrow until the lower one is.
     outcome = dispute.outcome
-    assert outcome["clawed_back"] == outcome["from_claim"] == per_judgment > 0
+    assert outcome["pending_root"] == per_judgment > 0 and outcome["clawed_back"] == 0
     assert outcome["awaiting_claim"] == per_judgment and outcome["claimed_on_chain"] == 0
-    assert "not_recovered" not in outcome
+    assert "not_recovered" not in outcome and "from_claim" not in outcome
     key = f"dispute:{dispute.pk}:clawback:root:judgment:{judgments[alice.pk][0].pk}"
-    posting = LedgerTransaction.objects.get(idempotency_key=key)
-    assert sorted(posting.entries.values_list("account__kind", "amount")) == [
-        ("escrow", per_judgment), ("external", -per_judgment)]
-    assert ledger.escrow_account(campaign).balance == escrow_before + per_judgment
-    assert Account.objects.get(kind=Account.Kind.EXTERNAL).balance == external_before - per_judgment
+    assert not LedgerTransaction.objects.filter(idempotency_key=key).exists()
+    assert ClaimAdjustment.objects.get(key=key).state == ClaimAdjustment.State.PENDING
+    assert ledger.escrow_account(campaign).balance == escrow_before
     transactions = LedgerTransaction.objects.count()
     overturn_again = corrections.judgment_reward_claw_back(  # the same dispute resolved twice: moves nothing more
         judgment=judgments[alice.pk][0], key_prefix=f"dispute:{dispute.pk}:clawback", moderator=moderator, memo="x")
-    assert overturn_again["from_claim"] == per_judgment and LedgerTransaction.objects.count() == transactions
+    assert overturn_again["pending_root"] == per_judgment and ClaimAdjustment.objects.count() == 1
     disputes.dispute_resolve(dispute=dispute, moderator=moderator, resolution="overturned",
                              reason="Checked the evidence against the guidelines.")
-    assert LedgerTransaction.objects.count() == transactions
+    assert LedgerTransaction.objects.count() == transactions and ClaimAdjustment.objects.count() == 1
 
     supply = deployed.token.functions.totalSupply().call()
     second = jobs.chain_publish_root()
 
     assert second["published"] and second["root"] != first["root"] and second["minted"] == 0
     assert second["total"] == first["total"] - per_judgment and "not_recovered" not in second
+    assert second["adjustments"] == [
+        {"key": key, "address": alice.wallet_address, "recovered": per_judgment, "not_recovered": 0}]
+    posting = LedgerTransaction.objects.get(idempotency_key=key)
+    assert sorted(posting.entries.values_list("account__kind", "amount")) == [
+        ("escrow", per_judgment), ("external", -per_judgment)]
+    assert ledger.escrow_account(campaign).balance == escrow_before + per_judgment
+    assert Account.objects.get(kind=Account.Kind.EXTERNAL).balance == external_before - per_judgment
+    adjustment = ClaimAdjustment.objects.get(key=key)
+    assert (adjustment.state, adjustment.recovered, adjustment.not_recovered, adjustment.root) == (
+        ClaimAdjustment.State.APPLIED, per_judgment, 0, second["root"])
     assert deployed.token.functions.totalSupply().call() == supply  # nothing minted
     assert client.get(f"/api/v1/claims/{alice.wallet_address}").json()["cumulative"] == earned - per_judgment
+    transactions = LedgerTransaction.objects.count()
+    assert jobs.chain_publish_root() == {"published": False, "reason": "root already on chain", "root": second["root"]}
+    assert LedgerTransaction.objects.count() == transactions  # a rerun posts nothing
+    assert corrections.judgment_reward_claw_back(  # resolved again after the root: reports what it recovered
+        judgment=judgments[alice.pk][0], key_prefix=f"dispute:{dispute.pk}:clawback", moderator=moderator,
+        memo="x")["from_claim"] == per_judgment
+    assert LedgerTransaction.objects.count() == transactions
     assert claim_with_api(client, w3, deployed, alice.wallet_address) == earned - per_judgment
     balances = expert_balances(expert=alice)
     assert (balances.available, balances.bonded) == (6 * TOKEN, 4 * TOKEN)  # deposit and stake untouched
-    assert jobs.chain_publish_root()["reason"] == "root already on chain"
     jobs.chain_index_claims()
     assert claimed_account(alice) == earned - per_judgment
+    assert ledger_differences() == []
+
+
+def test_a_rerun_after_a_crash_once_the_lower_root_is_on_chain_applies_the_claw_back_once(w3, deployed, jobs):
+    alice = factories.ExpertFactory(wallet_address=w3.eth.accounts[9])
+    campaign, judgments = settled_campaign([alice, factories.ExpertFactory()])
+    per_judgment = reward_of(alice, campaign) // len(judgments[alice.pk])
+    jobs.chain_publish_root()
+    escrow_before = ledger.escrow_account(campaign).balance
+    outcome = overturn_lab_dispute(judgments[alice.pk][0], factories.rewards_moderator()).outcome
+    assert outcome["pending_root"] == per_judgment
+    # The job put the lower root on chain, then died before its database transaction committed.
+    lower = onchain.cumulative_distribution()
+    deployed.send(deployed.distributor.functions.update_root(bytes.fromhex(lower.root[2:]), lower.token_total))
+
+    rerun = jobs.chain_publish_root()
+
+    assert rerun["reason"] == "root already on chain" and rerun["adjustments"][0]["recovered"] == per_judgment
+    assert ledger.escrow_account(campaign).balance == escrow_before + per_judgment
+    transactions = LedgerTransaction.objects.count()
+    assert "adjustments" not in jobs.chain_publish_root() and LedgerTransaction.objects.count() == transactions
     assert ledger_differences() == []
 
 
@@ -410,14 +449,36 @@ def test_a_claw_back_after_the_expert_claimed_everything_recovers_nothing_and_ke
     assert jobs.chain_publish_root() == {"published": False, "reason": "root already on chain", "root": first["root"]}
 
 
-def test_a_claim_racing_the_claw_back_is_floored_and_reported_not_recovered(client, w3, deployed, jobs):
+def test_a_judgment_restored_before_the_lower_root_cancels_its_claw_back_and_pays_nothing_twice(w3, deployed, jobs):
+    alice = factories.ExpertFactory(wallet_address=w3.eth.accounts[2])
+    campaign, judgments = settled_campaign([alice, factories.ExpertFactory()])
+    earned = reward_of(alice, campaign)
+    first = jobs.chain_publish_root()
+    moderator = factories.rewards_moderator()
+    dispute = overturn_lab_dispute(judgments[alice.pk][0], moderator)
+    assert onchain.cumulative_earnings([alice.wallet_address])[alice.wallet_address] < earned
+
+    restored = corrections.judgment_reward_restore(judgment=judgments[alice.pk][0], dispute_id=dispute.pk,
+                                                   moderator=moderator)
+
+    assert restored == {} and expert_balances(expert=alice).available == 0  # the leaf keeps it: nothing paid here
+    assert ClaimAdjustment.objects.get().state == ClaimAdjustment.State.CANCELLED
+    assert onchain.cumulative_earnings([alice.wallet_address]) == {alice.wallet_address: earned}
+    assert jobs.chain_publish_root() == {"published": False, "reason": "root already on chain", "root": first["root"]}
+    assert ledger_differences() == []
+
+
+def test_a_claim_racing_the_claw_back_is_not_credited_to_the_escrow_and_reported_not_recovered(
+        client, w3, deployed, jobs):
     alice = factories.ExpertFactory(wallet_address=w3.eth.accounts[8])
     campaign, judgments = settled_campaign([alice, factories.ExpertFactory()])
     earned = reward_of(alice, campaign)
     per_judgment = earned // len(judgments[alice.pk])
     first = jobs.chain_publish_root()
     old_claim = client.get(f"/api/v1/claims/{alice.wallet_address}").json()
-    assert overturn_lab_dispute(judgments[alice.pk][0], factories.rewards_moderator()).outcome["from_claim"] > 0
+    escrow_before = ledger.escrow_account(campaign).balance
+    external_before = Account.objects.get(kind=Account.Kind.EXTERNAL).balance
+    assert overturn_lab_dispute(judgments[alice.pk][0], factories.rewards_moderator()).outcome["pending_root"] > 0
 
     # The old root is still on chain: the wallet claims all of it, with the proof it fetched before the
     # claw-back, before the lower root is published.
@@ -431,8 +492,19 @@ def test_a_claim_racing_the_claw_back_is_floored_and_reported_not_recovered(clie
     after = jobs.chain_publish_root()
 
     assert after["root"] == first["root"] and after["not_recovered"] == {alice.wallet_address: per_judgment}
+    assert after["adjustments"][0]["recovered"] == 0
+    adjustment = ClaimAdjustment.objects.get()
+    assert (adjustment.state, adjustment.recovered, adjustment.not_recovered, adjustment.transaction) == (
+        ClaimAdjustment.State.APPLIED, 0, per_judgment, None)
+    # The tokens the wallet took are counted once: as claimed, never also as back in the escrow.
+    assert ledger.escrow_account(campaign).balance == escrow_before
+    assert Account.objects.get(kind=Account.Kind.EXTERNAL).balance == external_before - earned
+    assert claimed_account(alice) == earned
+    assert not LedgerTransaction.objects.filter(idempotency_key__contains=":clawback:root:").exists()
     assert onchain.cumulative_earnings([alice.wallet_address]) == {alice.wallet_address: earned}
+    assert jobs.chain_publish_root() == {"published": False, "reason": "root already on chain", "root": first["root"]}
     assert ledger_differences() == []
+    call_command("ledger_reconcile", stdout=io.StringIO())  # exits non-zero on a difference
 
 
 def test_the_leaf_never_drops_below_what_the_address_claimed_and_the_shortfall_is_reported():
