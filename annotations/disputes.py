@@ -38,6 +38,7 @@ from django.utils import timezone
 
 from annotations import roles
 from annotations.audit import audit_record
+from annotations.dispute_outcomes import OUTCOME_TEXT, OUTCOME_TITLE
 from annotations.handles import rater_handle
 from annotations.models import (
     Campaign, Dispute, Expert, Judgment, Notification, RaterQuality, Task, TaskConsensus,
@@ -408,19 +409,6 @@ def _overturn_lab(dispute: Dispute, moderator, reason: str, fraud_slash: bool) -
     return outcome
 
 
-_OUTCOME_TEXT = {
-    (Dispute.Kind.SLASH, Dispute.Resolution.OVERTURNED): "The slash is reversed and the stake returned.",
-    (Dispute.Kind.SLASH, Dispute.Resolution.UPHELD): "The slash stands.",
-    (Dispute.Kind.GOLD_VERDICT, Dispute.Resolution.OVERTURNED): "Your answer now counts as right.",
-    (Dispute.Kind.GOLD_VERDICT, Dispute.Resolution.UPHELD): "The gold verdict stands.",
-    (Dispute.Kind.VOIDED_JUDGMENT, Dispute.Resolution.OVERTURNED): "The judgment is restored and counts again.",
-    (Dispute.Kind.VOIDED_JUDGMENT, Dispute.Resolution.UPHELD): "The judgment stays voided.",
-    (Dispute.Kind.JUDGMENT_QUALITY, Dispute.Resolution.OVERTURNED):
-        "The judgment is voided and its reward clawed back.",
-    (Dispute.Kind.JUDGMENT_QUALITY, Dispute.Resolution.UPHELD): "The judgment stands.",
-}
-
-
 @transaction.atomic
 def dispute_resolve(
     *, dispute: Dispute, moderator, resolution: str, reason: str, fraud_slash: bool = False,
@@ -469,8 +457,8 @@ def dispute_resolve(
     dispute.outcome = _jsonable(outcome)
     dispute.save(update_fields=["state", "resolution", "resolution_reason", "resolved_by", "resolved_at", "outcome"])
     _notify(dispute, kind="dispute.resolved",
-            title=f"{Dispute.Resolution(resolution).label.split(':')[0]}: {{subject}}",
-            body=f"{_OUTCOME_TEXT[(dispute.kind, resolution)]} Moderator's reason: {reason}")
+            title=f"{OUTCOME_TITLE[(dispute.kind, resolution)]}: {{subject}}",
+            body=f"{OUTCOME_TEXT[(dispute.kind, resolution)]} Moderator's reason: {reason}")
     audit_record(action="dispute.resolve", actor=moderator, obj=dispute,
                  details={"resolution": resolution, "reason": reason, "outcome": dispute.outcome,
                           "fraud_slash": fraud_slash})

@@ -88,7 +88,7 @@ def test_overturning_a_slash_returns_the_stake_once_and_notifies(moderator):
     assert resolved.state == again.state == "resolved"
     assert LedgerTransaction.objects.filter(reverses=slash.transaction).count() == 1
     note = Notification.objects.get(user=expert.user)
-    assert note.title.startswith("Overturned") and REASON in note.body and note.dispute_id == dispute.pk
+    assert note.title.startswith("Slash reversed: ") and REASON in note.body and note.dispute_id == dispute.pk
     assert AuditEvent.objects.filter(action="dispute.resolve", object_id=str(dispute.pk)).count() == 1
     assert ledger_differences() == []
 
