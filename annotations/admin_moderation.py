@@ -25,6 +25,7 @@ from annotations.admin import JudgmentAdmin
 from annotations.admin_quality import TaskAwaitingReviewAdmin
 from annotations.admin_site import can_use_admin, leave_unaudited
 from annotations.dispute_evidence import evidence_sections
+from annotations.dispute_outcomes import outcome
 from annotations.models import AuditEvent, Dispute, Judgment, Notification, TaskAwaitingReview
 from annotations.services import ServiceError
 
@@ -96,21 +97,6 @@ class DisputeActionForm(forms.Form):
 
 
 Kind, Resolution, State = Dispute.Kind, Dispute.Resolution, Dispute.State
-# What "uphold" and "overturn" mean depends on who disputed what: (uphold, overturn) per kind.
-DECISION_LABELS = {
-    Kind.SLASH: ("Reject: the slash stands", "Overturn: give the slash back"),
-    Kind.GOLD_VERDICT: ("Reject: the gold verdict stands", "Overturn: count the expert's answer as right"),
-    Kind.VOIDED_JUDGMENT: ("Reject: the judgment stays voided", "Overturn: restore the judgment and pay what it lost"),
-    Kind.JUDGMENT_QUALITY: ("Reject the lab's complaint: the judgment stands",
-                            "Accept: void the judgment and claw back its reward"),
-}
-OUTCOME_LABELS = {
-    Kind.SLASH: ("Rejected: the slash stands", "Overturned: the slash was given back"),
-    Kind.GOLD_VERDICT: ("Rejected: the gold verdict stands", "Overturned: the answer counts as right"),
-    Kind.VOIDED_JUDGMENT: ("Rejected: the judgment stays voided", "Overturned: the judgment was restored"),
-    Kind.JUDGMENT_QUALITY: ("Lab's complaint rejected: the judgment stands",
-                            "Lab's complaint accepted: the judgment was voided and its reward clawed back"),
-}
 DECISIONS = ("uphold", "overturn", "escalate")
 ESCALATE_LABEL = "Escalate to a senior moderator"
 
@@ -118,15 +104,13 @@ ESCALATE_LABEL = "Escalate to a senior moderator"
 def decision_label(dispute: Dispute, decision: str) -> str:
     if decision == "escalate":
         return ESCALATE_LABEL
-    uphold, overturn = DECISION_LABELS.get(dispute.kind, ("Uphold", "Overturn"))
-    return uphold if decision == "uphold" else overturn
+    return outcome(dispute.kind, Resolution.UPHELD if decision == "uphold" else Resolution.OVERTURNED).decision
 
 
 def outcome_label(dispute: Dispute) -> str:
     if dispute.state != State.RESOLVED:
         return ""
-    upheld, overturned = OUTCOME_LABELS.get(dispute.kind, ("Upheld", "Overturned"))
-    return upheld if dispute.resolution == Resolution.UPHELD else overturned
+    return outcome(dispute.kind, dispute.resolution).label
 
 
 def _decided_already(dispute: Dispute, decision: str) -> bool:

@@ -38,7 +38,7 @@ from django.utils import timezone
 
 from annotations import roles
 from annotations.audit import audit_record
-from annotations.dispute_outcomes import OUTCOME_TEXT, OUTCOME_TITLE
+from annotations.dispute_outcomes import outcome as outcome_words
 from annotations.handles import rater_handle
 from annotations.models import (
     Campaign, Dispute, Expert, Judgment, Notification, RaterQuality, Task, TaskConsensus,
@@ -456,9 +456,9 @@ def dispute_resolve(
     dispute.resolved_at = _now(now)
     dispute.outcome = _jsonable(outcome)
     dispute.save(update_fields=["state", "resolution", "resolution_reason", "resolved_by", "resolved_at", "outcome"])
+    words = outcome_words(dispute.kind, resolution)
     _notify(dispute, kind="dispute.resolved",
-            title=f"{OUTCOME_TITLE[(dispute.kind, resolution)]}: {{subject}}",
-            body=f"{OUTCOME_TEXT[(dispute.kind, resolution)]} Moderator's reason: {reason}")
+            title=f"{words.title}: {{subject}}", body=f"{words.text} Moderator's reason: {reason}")
     audit_record(action="dispute.resolve", actor=moderator, obj=dispute,
                  details={"resolution": resolution, "reason": reason, "outcome": dispute.outcome,
                           "fraud_slash": fraud_slash})
