@@ -205,10 +205,10 @@ def collusion(
 class RingErrors(NamedTuple):
     rater: np.ndarray
     n_corated: np.ndarray  # co-ratings with any other rater
-    co_errors: np.ndarray  # of those, units where both disagree with the consensus
-    expected: np.ndarray  # sum of e_i e_j under independence
+    co_errors: np.ndarray  # of those, co-ratings where both disagree with the consensus
+    expected: np.ndarray  # co_errors expected were the rater's errors spread at random over its units
     z: np.ndarray
-    p_value: np.ndarray  # Poisson tail P(X >= co_errors), conservative for a sum of Bernoullis
+    p_value: np.ndarray  # normal tail of z
     flagged: np.ndarray
 
 
@@ -218,40 +218,62 @@ def ring_errors(
     is_error: npt.ArrayLike,
     min_corated: int = 20,
     z_threshold: float = 4.0,
-    max_p_value: float = 1e-3,
+    min_shared_errors: int = 5,
 ) -> RingErrors:
-    """Flag raters who err together with *other raters in general* far more than independence predicts.
+    """Flag raters whose errors fall on the units where *other raters in general* err.
 
-    Meant for errors against the truth (gold answers); see the quality job.
+    Meant for errors against the truth (gold answers) or a consensus; see the quality job.
 
     :func:`collusion` tests one pair at a time, and a pair of accounts in a
-    ring of many shares few tasks (each task has a handful of raters), so no
+    ring of many shares few units (each has a handful of raters), so no
     single pair carries enough evidence, least of all when the ring is large
-    enough to make the consensus itself. Summed over all of a rater's
-    co-ratings, the evidence adds up: a ring member errs on exactly the tasks
-    where its fellows err, ``co = sum 1[e_i & e_j]`` against ``sum e_i e_j``
-    expected. Honest raters' errors are independent of each other and score
-    about zero. Same thresholds as :func:`collusion`; the Poisson tail is
-    wider than the Poisson-binomial one, so it errs on the side of not
-    flagging.
+    enough to make the consensus itself. Summed over all of a rater's units
+    the evidence adds up. Per unit ``u`` of the rater, ``m_u`` is the number
+    of *other* raters erring on it; the rater's co-errors are
+    ``S = sum_u e_u m_u``. The test is conditional on the others: were the
+    rater's ``k`` errors spread at random over its ``n`` co-rated units (its
+    errors independent of theirs), ``S`` would have mean ``k mean(m)`` and
+    variance ``k (n - k) / (n - 1) var(m)`` (draws without replacement), and
+    ``z`` compares ``S`` with that. Conditioning matters: the accounts of a
+    ring err together on the same units, so an honest rater who misses one
+    such unit shares an error with all of them at once; a test that treats
+    those co-errors as independent pairs (``sum e_i e_j`` expected) reads
+    that as collusion by the honest rater. Here it counts once, as one unit
+    with a large ``m_u``, and honest raters score about zero while a ring's
+    members, who err exactly where their fellows do, score high.
+    A flag needs ``z`` above ``z_threshold``, ``min_corated`` co-ratings and
+    at least ``min_shared_errors`` errors on units where someone else erred
+    too (one unlucky miss on a ring's unit is not a pattern).
     """
-    rater, err, n_raters, error_rate = _error_rates(rater_idx, is_error)
-    i, j = corated_pairs(rater, unit_idx)
-    both = (err[i] & err[j]).astype(np.float64)
-    p = error_rate[rater[i]] * error_rate[rater[j]]
-    ends = np.concatenate([rater[i], rater[j]])
-    n = np.bincount(ends, minlength=n_raters)
-    co = np.bincount(ends, weights=np.concatenate([both, both]), minlength=n_raters).round().astype(np.int64)
-    expected = np.bincount(ends, weights=np.concatenate([p, p]), minlength=n_raters)
-    variance = np.bincount(ends, weights=np.concatenate([p * (1 - p)] * 2), minlength=n_raters)
+    rater = np.asarray(rater_idx).astype(np.int64, copy=False).ravel()
+    unit = np.asarray(unit_idx).astype(np.int64, copy=False).ravel()
+    err = np.asarray(is_error).astype(bool).ravel()
+    if not (rater.shape == unit.shape == err.shape):
+        raise ValueError("rater_idx, unit_idx and is_error need one entry per judgment")
+    n_raters = int(rater.max()) + 1 if rater.size else 0
+    n_units = int(unit.max()) + 1 if unit.size else 0
+    raters_on = np.bincount(unit, minlength=n_units)[unit]
+    others_err = (np.bincount(unit, weights=err, minlength=n_units)[unit] - err).astype(np.float64)
+    shared = raters_on > 1  # units with someone to err together with
+    r, e, m = rater[shared], err[shared].astype(np.float64), others_err[shared]
+    n_corated = np.bincount(rater, weights=raters_on - 1, minlength=n_raters).astype(np.int64)
+    n = np.bincount(r, minlength=n_raters).astype(np.float64)
+    k = np.bincount(r, weights=e, minlength=n_raters)
+    co = np.bincount(r, weights=e * m, minlength=n_raters).round().astype(np.int64)
+    shared_errors = np.bincount(r, weights=e * (m > 0), minlength=n_raters)
     with np.errstate(invalid="ignore", divide="ignore"):
+        mean_m = np.bincount(r, weights=m, minlength=n_raters) / n
+        var_m = np.maximum(np.bincount(r, weights=m * m, minlength=n_raters) / n - mean_m**2, 0.0)
+        expected = k * mean_m
+        variance = k * (n - k) / (n - 1) * var_m
         z = (co - expected) / np.sqrt(variance)
     z = np.where(variance > 0, z, np.nan)
-    p_value = stats.poisson.sf(co - 1, expected)
-    kept = n >= min_corated
-    flagged = kept & (np.nan_to_num(z) > z_threshold) & (p_value < max_p_value)
+    p_value = stats.norm.sf(np.nan_to_num(z, nan=-np.inf))
+    kept = n_corated >= min_corated
+    flagged = kept & (np.nan_to_num(z) > z_threshold) & (shared_errors >= min_shared_errors)
     raters = np.flatnonzero(kept)
-    return RingErrors(raters, n[kept], co[kept], expected[kept], z[kept], p_value[kept], flagged[kept])
+    return RingErrors(raters, n_corated[kept], co[kept], np.nan_to_num(expected)[kept], z[kept], p_value[kept],
+                      flagged[kept])
 
 
 # --- Copied rationales -----------------------------------------------------

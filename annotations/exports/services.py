@@ -25,39 +25,10 @@ download only streams a file. :func:`exports_sweep` (by beat) removes
 temporary files older than an hour and queues again the builds that went
 silent or never started.
 
-Filters (defaults in brackets):
-
-* ``min_margin`` [consensus formats: the campaign's ``consensus_min_margin``;
-  judgment formats: none]: pair formats compare each pair's consensus margin
-  (for K = 2 the task's), ranking the task's (smallest pair) margin; the
-  judgment formats, when given one, keep tasks whose consensus margin clears
-  it.
-* ``min_raters`` [consensus formats: :data:`DEFAULT_MIN_RATERS`, or the campaign's overlap when that is
-  1; judgment formats: none]: consensus
-  formats leave out every pair (ranking: task) whose consensus counted fewer judgments
-  (``TaskConsensus.n_raters``), so one rater's unanimous vote is not sold as a consensus; the
-  judgment formats, when given one, keep tasks whose consensus counted at least that many. Gold
-  tasks are exempt, as from ``min_margin``.
-* ``exclude_flagged_raters`` [true] and ``min_rater_quality`` [none]: the
-  excluded raters are those flagged by a quality signal, and those whose
-  reliability is below the minimum or not estimated yet. Judgment formats
-  leave out their judgments. Consensus formats cannot recompute a consensus
-  without them, so they leave out every task on which an excluded rater has
-  a counted judgment: no exported pair rests on an excluded rater's vote.
-* ``include_gold`` [false]: gold tasks, exported from their answer key in
-  the consensus formats.
-* ``drop_ties`` [true]: pair formats drop tied pairs, ranking drops tasks
-  with a tied consensus.
-* ``drop_near_duplicates`` [true]: pair formats drop pairs whose two
-  responses are the same text after normalisation
-  (:func:`formats.normalise_text`); with ``near_duplicates="embedding"``
-  also pairs whose MiniLM embeddings have cosine >= 0.97
-  (:func:`annotations.similarity.near_duplicate_pairs`; needs
-  requirements-ml.txt and is slower).
-* ``test_fraction`` [0]: share of prompts in the test split, by prompt hash.
-* ``tokenizer``, ``max_tokens``, ``over_length`` ["drop"]: pair formats only.
-* ``use``: checked against the campaign's ``allowed_uses`` when the campaign
-  lists any, at request time and again at build time.
+The request (validation, defaults, the filters' meaning) is in
+:mod:`annotations.exports.request`, and the row side of a build (options,
+tokenizer, exclusions, the one-pass path, the split) in
+:mod:`annotations.exports.build_rows`; both are importable from here.
 """
 from __future__ import annotations
 
@@ -68,8 +39,6 @@ import logging
 import os
 import time
 import uuid
-from collections import Counter
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -79,22 +48,25 @@ from django.db import OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from annotations import tokenization
 from annotations.exports import card as cards
 from annotations.exports import formats, selectors, sql_lines
+from annotations.exports.build_rows import NEAR_DUPLICATE_COSINE, BuildRows  # noqa: F401 (re-exported)
+from annotations.exports.request import (  # noqa: F401 (re-exported: callers use services.<name>)
+    DEFAULT_MIN_RATERS,
+    MAX_TEST_FRACTION,
+    NEAR_DUPLICATE_METHODS,
+    OVER_LENGTH_CHOICES,
+    _check_use,
+    export_request,
+    tokenizer_path,
+)
 from annotations.exports.writers import JsonlWriter, ParquetWriter, temporary_path, write_zip
-from annotations.models import Campaign, Export
+from annotations.models import Export
 from annotations.services import ServiceError
 from datadao.jobs import job_queue
 
 logger = logging.getLogger(__name__)
 
-OVER_LENGTH_CHOICES = ("drop", "flag")
-NEAR_DUPLICATE_METHODS = ("text", "embedding")
-NEAR_DUPLICATE_COSINE = 0.97
-MAX_TEST_FRACTION = 0.5
-# A consensus needs at least two raters: one rater's vote always has margin 1.0.
-DEFAULT_MIN_RATERS = 2
 # Progress is written at most this often (seconds); the last page always.
 PROGRESS_EVERY_S = 1.0
 # A build silent this long is taken for dead: another run may claim it and the sweep queues it again.
@@ -106,123 +78,6 @@ TEMPORARY_MAX_AGE_S = 3600
 # message is harmless, the claim lets one run through).
 QUEUED_RESEND_AFTER_S = 600
 BUNDLE_NAME = "bundle.zip"
-# Tokenizer files that decide token counts (hashed into the card; weights are not read).
-_TOKENIZER_FINGERPRINT_FILES = (
-    *tokenization.TOKENIZER_FILES, "special_tokens_map.json", "added_tokens.json", "chat_template.jinja",
-    "chat_template.json",
-)
-
-
-# --------------------------------------------------------------------------
-# Request
-# --------------------------------------------------------------------------
-
-
-def _check_use(campaign: Campaign, use: str | None) -> None:
-    allowed = list(campaign.allowed_uses or [])
-    if use and allowed and use not in allowed:
-        raise ServiceError(
-            f"this campaign's data may not be used for {use!r}: its licence ({campaign.licence}) allows "
-            f"{', '.join(allowed)}.",
-            field="use",
-        )
-
-
-def tokenizer_path(name: str) -> Path:
-    """The local directory of a tokenizer named by a lab: a registered name (``DATADAO_TOKENIZERS``) or an
-    absolute path inside one of ``DATADAO_TOKENIZER_ROOTS``. Never a hub id: nothing is downloaded."""
-    registered = settings.DATADAO_TOKENIZERS.get(name)
-    path = Path(registered) if registered else Path(name)
-    if not registered:
-        roots = [Path(root).resolve() for root in settings.DATADAO_TOKENIZER_ROOTS]
-        if not path.is_absolute() or not any(path.resolve().is_relative_to(root) for root in roots):
-            names = ", ".join(sorted(settings.DATADAO_TOKENIZERS)) or "none"
-            raise ServiceError(
-                f"unknown tokenizer {name!r}: name a registered tokenizer ({names}) or a directory inside the "
-                "tokenizer folders this server was given.",
-                field="tokenizer",
-            )
-    if not path.is_dir() or not any((path / f).is_file() for f in tokenization.TOKENIZER_FILES):
-        raise ServiceError(f"no tokenizer files in {name!r}.", field="tokenizer")
-    return path
-
-
-def _fraction(value: float | None, field: str, high: float = 1.0) -> None:
-    if value is not None and not 0.0 <= value <= high:
-        raise ServiceError(f"must be between 0 and {high:g}.", field=field)
-
-
-def export_request(
-    *,
-    campaign: Campaign,
-    user,
-    format: str,  # noqa: A002 - the API's field name
-    file_format: str = Export.FileFormat.JSONL,
-    min_margin: float | None = None,
-    min_raters: int | None = None,
-    min_rater_quality: float | None = None,
-    exclude_flagged_raters: bool = True,
-    include_gold: bool = False,
-    drop_ties: bool = True,
-    drop_near_duplicates: bool = True,
-    near_duplicates: str = "text",
-    test_fraction: float = 0.0,
-    tokenizer: str | None = None,
-    max_tokens: int | None = None,
-    over_length: str = "drop",
-    use: str | None = None,
-) -> Export:
-    """Validate and freeze an export's parameters (defaults filled in), create it queued and start its job."""
-    if format not in formats.FORMATS:
-        raise ServiceError(f"unknown format; choose one of {', '.join(formats.FORMATS)}.", field="format")
-    if file_format not in Export.FileFormat.values:
-        raise ServiceError("choose jsonl or parquet.", field="file_format")
-    _fraction(min_margin, "min_margin")
-    if min_raters is not None and (min_raters.__class__ is not int or min_raters < 1):
-        raise ServiceError("must be a whole number of raters, at least 1.", field="min_raters")
-    _fraction(min_rater_quality, "min_rater_quality")
-    _fraction(test_fraction, "test_fraction", MAX_TEST_FRACTION)
-    _check_use(campaign, use)
-    if over_length not in OVER_LENGTH_CHOICES:
-        raise ServiceError("choose drop or flag.", field="over_length")
-    if near_duplicates not in NEAR_DUPLICATE_METHODS:
-        raise ServiceError("choose text or embedding.", field="near_duplicates")
-    if tokenizer and format not in formats.PAIR_FORMATS:
-        raise ServiceError(
-            f"token counts apply to the pair formats ({', '.join(sorted(formats.PAIR_FORMATS))}).",
-            field="tokenizer",
-        )
-    if max_tokens is not None:
-        if not tokenizer:
-            raise ServiceError("name the tokenizer that counts the tokens.", field="max_tokens")
-        if max_tokens < 1:
-            raise ServiceError("must be a positive number of tokens.", field="max_tokens")
-    resolved = str(tokenizer_path(tokenizer)) if tokenizer else None
-    if format == formats.ATTRIBUTES and not campaign.attribute_axes:
-        raise ServiceError("this campaign rates no attributes; choose another format.", field="format")
-    if min_margin is None and format in formats.CONSENSUS_FORMATS:
-        min_margin = campaign.consensus_min_margin
-    if min_raters is None and format in formats.CONSENSUS_FORMATS:
-        # A campaign run with one rater per task by design keeps its rows unless the lab asks otherwise.
-        min_raters = min(DEFAULT_MIN_RATERS, campaign.overlap)
-    params: dict[str, Any] = {
-        "min_margin": min_margin, "min_raters": min_raters, "min_rater_quality": min_rater_quality,
-        "exclude_flagged_raters": exclude_flagged_raters, "include_gold": include_gold, "drop_ties": drop_ties,
-        "drop_near_duplicates": drop_near_duplicates, "near_duplicates": near_duplicates,
-        "test_fraction": test_fraction, "tokenizer": tokenizer, "tokenizer_path": resolved,
-        "max_tokens": max_tokens, "over_length": over_length if tokenizer else None, "use": use,
-    }
-    export = Export.objects.create(
-        campaign=campaign, requested_by=user if getattr(user, "is_authenticated", False) else None,
-        format=format, file_format=file_format, params=params,
-    )
-    transaction.on_commit(lambda: job_queue("annotations.export_build", export.pk))
-    return export
-
-
-# --------------------------------------------------------------------------
-# Build
-# --------------------------------------------------------------------------
 
 
 def export_fail(*, export_id: int, error: str) -> Export:
@@ -309,76 +164,19 @@ def _collector_paused():
             gc.enable()
 
 
-def _tokenizer_fingerprint(path: Path) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(set(_TOKENIZER_FINGERPRINT_FILES)):
-        file = path / name
-        if file.is_file():
-            digest.update(name.encode() + b"\0" + file.read_bytes() + b"\0")
-    return digest.hexdigest()
-
-
-class _Build:
-    """One run of one export's build; state lives here, the row logic in ``formats``."""
+class _Build(BuildRows):
+    """One run of one export's build: reads the pages, writes the files, the card and the bundle, and
+    commits them; the rows of each page come from :class:`BuildRows`."""
 
     def __init__(self, export: Export):
-        self.export = export
-        self.campaign = export.campaign
-        self.params = export.params
-        self.format = export.format
-        self.counts: Counter = Counter()
-        self.handles: dict[int, str] = {}
-        self.raters_seen: set[str] = set()
+        super().__init__(export)
         self.writers: dict[str, Any] = {}
-        self.pair_tokens = None
-        self.encoder = None
-        self.fast = False
-        self.rendered = False
         # Names this run's temporary files: the export, then the run (two runs never share a file).
         self.tag = f"{export.pk}-{uuid.uuid4().hex[:12]}"
         self.bundle_temp: Path | None = None
         self.last_beat = 0.0
 
     # -- setup ---------------------------------------------------------
-
-    def _options(self, snapshot: dict) -> formats.Options:
-        p = self.params
-        return formats.Options(
-            format=self.format, min_margin=p.get("min_margin"), min_raters=p.get("min_raters"),
-            drop_ties=p.get("drop_ties", True), drop_near_duplicates=p.get("drop_near_duplicates", True),
-            include_gold=p.get("include_gold", False),
-            test_fraction=p.get("test_fraction") or 0.0, axes=tuple(self.campaign.attribute_axes or ()),
-            agreement=snapshot["agreement"], tokens=bool(p.get("tokenizer")),
-            flag_over_length=bool(p.get("tokenizer")) and p.get("max_tokens") is not None
-            and p.get("over_length") == "flag",
-        )
-
-    def _load_tokenizer(self) -> dict | None:
-        if not self.params.get("tokenizer"):
-            return None
-        from annotations.exports.tokens import PairTokens
-
-        path = Path(self.params["tokenizer_path"])
-        try:
-            tokenizer = tokenization.load_tokenizer(path)
-        except tokenization.TokenizerError as exc:
-            raise ServiceError(f"the tokenizer {self.params['tokenizer']!r} could not be loaded: {exc}") from exc
-        self.pair_tokens = PairTokens(
-            tokenizer, conversational=self.format == formats.TRL_CONVERSATIONAL,
-            max_tokens=self.params.get("max_tokens"), flag=self.params.get("over_length") == "flag",
-        )
-        return {"name": self.params["tokenizer"], "sha256": _tokenizer_fingerprint(path)}
-
-    def _load_encoder(self) -> None:
-        if self.format in formats.PAIR_FORMATS and self.params.get("drop_near_duplicates", True) \
-                and self.params.get("near_duplicates") == "embedding":
-            from annotations import embeddings
-
-            try:
-                # fp32: the same vectors on every machine, so the same rows.
-                self.encoder = embeddings.load_sentence_encoder(precision="fp32")
-            except embeddings.EncoderUnavailable as exc:
-                raise ServiceError(f"embedding near-duplicate detection is not available here: {exc}") from exc
 
     def _writer(self, split: str):
         writer = self.writers.get(split)
@@ -394,111 +192,6 @@ class _Build:
 
     def _relative(self, name: str) -> str:
         return f"{self.campaign.pk}/{self.export.pk}/{name}"
-
-    # -- rows ------------------------------------------------------------
-
-    def _drop_similar(self, pairs: list[formats.Pair]) -> list[formats.Pair]:
-        if self.encoder is None or not pairs:
-            return pairs
-        from annotations.similarity import near_duplicate_pairs
-
-        chosen = self.encoder.encode([p.task.texts[p.chosen] for p in pairs])
-        rejected = self.encoder.encode([p.task.texts[p.rejected] for p in pairs])
-        similar = near_duplicate_pairs(chosen, rejected, NEAR_DUPLICATE_COSINE)
-        self.counts[formats.DROP_DUPLICATE] += int(similar.sum())
-        return [p for p, s in zip(pairs, similar) if not s]
-
-    def _split(self, rows: list[dict], tasks: list[formats.SourceTask]) -> tuple[list[dict], list[dict]]:
-        """(train, test) rows; ``tasks[i]`` is the task of ``rows[i]``."""
-        fraction = self.opts.test_fraction
-        if fraction <= 0:
-            return rows, []
-        train, test, side = [], [], {}
-        for row, task in zip(rows, tasks):
-            is_test = side.get(task.id)
-            if is_test is None:
-                is_test = side[task.id] = formats.is_test(task.prompt, fraction)
-            (test if is_test else train).append(row)
-        return train, test
-
-    def _pair_rows(self, tasks: list[formats.SourceTask]) -> tuple[list[dict], list[dict]]:
-        opts, counts = self.opts, self.counts
-        pairs: list[formats.Pair] = []
-        for task in tasks:
-            pairs += formats.task_pairs(task, opts, counts)
-        pairs = self._drop_similar(pairs)
-        tokens = self.pair_tokens
-        if tokens is None:
-            rows = [formats.pair_row(p, opts) for p in pairs]
-        else:
-            standard = self.format != formats.TRL_CONVERSATIONAL
-            rows = [formats.pair_row(p, opts, tokens.render(p) if standard else None) for p in pairs]
-            keep = tokens.annotate(pairs, rows, counts)
-            pairs = [p for p, k in zip(pairs, keep) if k]
-            rows = [r for r, k in zip(rows, keep) if k]
-        return self._split(rows, [p.task for p in pairs] if opts.test_fraction > 0 else [])
-
-    def _fast_k2(self) -> bool:
-        """Whether the build takes the one-pass path of :func:`formats.k2_pair_rows`: standard or reward
-        pairs of a K = 2 campaign, without gold, tokenizer or embedding comparison."""
-        return (self.format in (formats.TRL_PREFERENCE, formats.REWARD_PAIRS)
-                and self.campaign.responses_per_task == 2 and not self.opts.include_gold
-                and self.pair_tokens is None and self.encoder is None)
-
-    def _sql_renders(self) -> bool:
-        """Whether PostgreSQL writes the lines (:mod:`annotations.exports.sql_lines`): the one-pass
-        export in JSONL on that database."""
-        return self.fast and self.export.file_format == Export.FileFormat.JSONL and sql_lines.available()
-
-    def _without_excluded(self, page: list, task_id: Callable[[Any], int], keep=lambda item: False) -> list:
-        """``page`` (ascending task ids) less the tasks an excluded rater judged, unless ``keep(item)``; how
-        many went is counted only when some do, as every path counts it."""
-        if not self.excluded:
-            return page
-        judged = selectors.tasks_judged_by(self.campaign.pk, task_id(page[0]), task_id(page[-1]), self.excluded)
-        if not judged:
-            return page
-        kept = [item for item in page if keep(item) or task_id(item) not in judged]
-        if len(kept) < len(page):
-            self.counts["excluded_rater_tasks"] += len(page) - len(kept)
-        return kept
-
-    def _fast_rows(self, rows: list[tuple]) -> tuple[list[dict], list[dict]]:
-        rows = self._without_excluded(rows, lambda row: row[0])
-        return formats.k2_pair_rows(rows, self.opts, self.counts)
-
-    def _rows(self, tasks: list[formats.SourceTask]) -> tuple[list[dict], list[dict]]:
-        """The (train, test) rows of one page of tasks (encoded lines when the database wrote them)."""
-        if not tasks:
-            return [], []
-        if self.rendered:
-            return sql_lines.page_lines(tasks, self.opts, self.counts)
-        if self.fast:
-            return self._fast_rows(tasks)
-        if self.format in formats.CONSENSUS_FORMATS:
-            tasks = self._without_excluded(tasks, lambda task: task.id, keep=lambda task: task.is_gold)
-        if self.format in formats.PAIR_FORMATS:
-            return self._pair_rows(tasks)
-        rows, sources = [], []
-        if self.format == formats.RANKING:
-            for task in tasks:
-                row = formats.ranking_row(task, self.opts, self.counts)
-                if row is not None:
-                    rows.append(row)
-                    sources.append(task)
-            return self._split(rows, sources)
-        judgments, left_out = selectors.judgments_of(
-            self.campaign.pk, [t.id for t in tasks], excluded=set(self.excluded), handles=self.handles)
-        self.counts["excluded_rater_judgments"] += left_out
-        build = formats.attribute_rows if self.format == formats.ATTRIBUTES else formats.judgment_rows
-        for task in tasks:
-            given = judgments.get(task.id, [])
-            built = build(task, given, self.opts, self.counts)
-            if built:
-                self.raters_seen.update(j.rater for j in given)
-                rows += built
-                sources += [task] * len(built)
-        return self._split(rows, sources)
 
     # -- run -------------------------------------------------------------
 

@@ -419,21 +419,21 @@ def campaign_quality(
         z_threshold=COLLUSION_Z, max_p_value=COLLUSION_MAX_P,
     )
     collusion = found._replace(rater_a=raters[found.rater_a], rater_b=raters[found.rater_b])
-    # The ring test sums a rater's shared errors over everyone it rated with. Against the consensus alone,
-    # a ring that makes most raters errs with nobody, and the honest raters it outvotes "err" together;
-    # so gold tasks join as one unit each (wrong where the top choice missed gold), and a flag also needs
-    # the errors on gold alone to lean the same way (z > RING_GOLD_Z): on gold a ring's members err
-    # together, honest raters independently.
+    # The ring test sums a rater's shared errors over everyone it rated with, conditional on where the
+    # others erred (signals.ring_errors). Against the consensus alone, a ring that makes most raters errs
+    # with nobody, and the honest raters it outvotes "err" together; so gold tasks join as one unit each
+    # (wrong where the top choice missed gold), and a flag also needs the errors on gold alone to lean the
+    # same way (z > RING_GOLD_Z): on gold a ring's members err together, honest raters independently.
     g_task = np.unique(j.task_id[on_gold], return_inverse=True)[1]
     g_wrong = j.gold_correct[on_gold] == 0
     ring = signals.ring_errors(
         np.concatenate([d_rater[settled], rater_row[on_gold]]),
         np.concatenate([d_unit[settled], real_tasks.size * n_pairs + g_task]),
         np.concatenate([is_error[settled], g_wrong]),
-        min_corated=RING_MIN_CORATED, z_threshold=COLLUSION_Z, max_p_value=COLLUSION_MAX_P,
+        min_corated=RING_MIN_CORATED, z_threshold=COLLUSION_Z,
     )
     on_truth = signals.ring_errors(rater_row[on_gold], g_task, g_wrong, min_corated=1, z_threshold=RING_GOLD_Z,
-                                   max_p_value=1.0)
+                                   min_shared_errors=1)
     leaning = np.zeros(raters.size, dtype=bool)
     leaning[on_truth.rater[on_truth.flagged]] = True
     ring = ring._replace(flagged=ring.flagged & leaning[ring.rater])

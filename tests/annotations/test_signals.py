@@ -233,6 +233,25 @@ class TestRingErrors:
         assert flagged_raters(got) == set(range(12))
         assert len(by_pairs & set(range(12))) <= 8  # one pair at a time, part of the ring goes unseen
 
+    def test_honest_raters_who_miss_a_rings_units_are_not_read_as_a_ring(self):
+        # Gold as a campaign sees it: 30 units, each rated by about half of 20 accounts, 12 of them a ring
+        # answering by one rule (wrong on half the units), 8 honest raters wrong 25% of the time
+        # independently. An honest rater who misses a unit the ring misses shares that error with five or
+        # six ring accounts at once; counted as independent pairs (the test before this one), 11% of honest
+        # raters scored z > 2. Conditional on where the others err, the honest z is about standard normal.
+        rng = np.random.default_rng(5)
+        honest_flags, ring_flags = [], []
+        for _ in range(80):
+            unit, rater = np.nonzero(rng.random((30, 20)) < 0.5)
+            rule_wrong = rng.random(30) < 0.5
+            is_error = np.where(rater < 12, rule_wrong[unit], rng.random(unit.size) < 0.25)
+            got = ring_errors(rater, unit, is_error, min_corated=1, z_threshold=2.0, min_shared_errors=1)
+            honest = got.rater >= 12
+            honest_flags.extend(got.flagged[honest])
+            ring_flags.extend(got.flagged[~honest])
+        assert np.mean(honest_flags) <= 0.06
+        assert np.mean(ring_flags) >= 0.95
+
     def test_independent_errors_are_not_flagged(self):
         rater, unit, is_error = collusion_campaign(5)
         independent = is_error.copy()

@@ -1,0 +1,64 @@
+"""The annotations app's models, one module per domain; every name is re-exported here.
+
+* ``campaigns``: domains, labs, campaigns, tasks and their responses.
+* ``experts``: experts, per-domain vetting, qualification tests.
+* ``judgments``: judgment flags, leases (assignments) and judgments.
+* ``quality``: task consensus, quality reports, rater figures, rationale matches, the review queue.
+* ``exports``: dataset exports.
+* ``moderation``: disputes, notifications, the audit trail.
+* ``datavalue``: text embeddings, data-value reports and values, generation jobs.
+* ``tokens``: API tokens.
+
+Import from ``annotations.models``; migrations name ``annotations.models.default_min_stake``. The
+modules are imported in the order the models were declared before the split, so the app registry
+lists them as it always has.
+"""
+from __future__ import annotations
+
+from annotations.models.campaigns import (
+    MAX_RESPONSES_PER_TASK,
+    Campaign,
+    Domain,
+    Lab,
+    Response,
+    Task,
+    default_min_stake,
+)
+from annotations.models.experts import Expert, ExpertDomain, QualificationAttempt, QualificationItem
+from annotations.models.judgments import Assignment, Flag, Judgment
+from annotations.models.quality import QualityReport, RaterQuality, RationaleMatch, TaskAwaitingReview, TaskConsensus
+from annotations.models.exports import Export
+from annotations.models.moderation import AuditEvent, Dispute, Notification
+from annotations.models.datavalue import CampaignDataValueReport, DataValue, GenerationJob, TextEmbedding
+from annotations.models.tokens import ApiToken
+
+__all__ = [
+    "MAX_RESPONSES_PER_TASK",
+    "ApiToken",
+    "Assignment",
+    "AuditEvent",
+    "Campaign",
+    "CampaignDataValueReport",
+    "DataValue",
+    "Dispute",
+    "Domain",
+    "Expert",
+    "ExpertDomain",
+    "Export",
+    "Flag",
+    "GenerationJob",
+    "Judgment",
+    "Lab",
+    "Notification",
+    "QualificationAttempt",
+    "QualificationItem",
+    "QualityReport",
+    "RaterQuality",
+    "RationaleMatch",
+    "Response",
+    "Task",
+    "TaskAwaitingReview",
+    "TaskConsensus",
+    "TextEmbedding",
+    "default_min_stake",
+]
