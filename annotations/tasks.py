@@ -29,6 +29,12 @@ def task_consensus_update(task_id: int) -> None:
     followup.task_consensus_settle(task_id=task_id)
 
 
+@shared_task(name="annotations.consensus_drain", ignore_result=True, **_QUALITY_RETRY)
+def consensus_drain() -> int:
+    """Consensus of every task marked due, in batches per campaign (queued once per burst of completions)."""
+    return followup.consensus_drain()
+
+
 @shared_task(name="annotations.consensus_due_sweep", ignore_result=True)
 def consensus_due_sweep() -> int:
     """Compute the consensus of every task marked due more than 30 s ago (every minute, by beat)."""
@@ -83,80 +89,3 @@ def exports_sweep() -> dict:
     from annotations.exports import services as export_services
 
     return export_services.exports_sweep()
-
-
-# Data value (transformers). Both services are idempotent. A missing encoder
-# (torch, transformers or the packaged weights) is recorded on the campaign's
-# CampaignDataValueReport and logged; it is not raised, so the worker loop
-# never crashes and the message is not retried forever.
-@shared_task(name="annotations.campaign_embed", ignore_result=True, **_QUALITY_RETRY)
-def campaign_embed(campaign_id: int, batch_size: int = 64, compute_value: bool = True) -> int:
-    """Embed the campaign's new prompts, responses and rationales; then compute data values."""
-    import logging
-
-    from annotations import data_value
-    from annotations.embeddings import EncoderUnavailable
-
-    log = logging.getLogger(__name__)
-    try:
-        encoded = data_value.campaign_embed(campaign_id, batch_size=batch_size)
-    except EncoderUnavailable as exc:
-        log.error("campaign_embed %s: sentence encoder unavailable: %s", campaign_id, exc)
-        data_value.record_failure(campaign_id, f"sentence encoder unavailable: {exc}")
-        return 0
-    except Campaign.DoesNotExist:
-        log.warning("campaign_embed: campaign %s does not exist", campaign_id)
-        return 0
-    if compute_value:
-        campaign_data_value.delay(campaign_id)
-    return encoded
-
-
-@shared_task(name="annotations.campaign_data_value", ignore_result=True, **_QUALITY_RETRY)
-def campaign_data_value(campaign_id: int) -> None:
-    """Per-expert KNN-Shapley data value, probe accuracy and near-duplicate tasks of one campaign."""
-    import logging
-
-    from annotations import data_value
-
-    try:
-        data_value.campaign_data_value(campaign_id)
-    except data_value.MissingEmbeddings as exc:
-        logging.getLogger(__name__).warning("campaign_data_value %s: %s", campaign_id, exc)
-        data_value.record_failure(campaign_id, str(exc))
-    except Campaign.DoesNotExist:
-        logging.getLogger(__name__).warning("campaign_data_value: campaign %s does not exist", campaign_id)
-
-
-@shared_task(name="annotations.data_value_refresh_open_campaigns", ignore_result=True)
-def data_value_refresh_open_campaigns() -> int:
-    """Queue embedding + data value of every open or paused campaign whose inputs changed (by beat, hourly)."""
-    from django.db import transaction
-
-    from annotations import data_value
-
-    with transaction.atomic():
-        due = data_value.data_value_refresh_due()
-        for campaign_id in due:
-            transaction.on_commit(lambda campaign_id=campaign_id: campaign_embed.delay(campaign_id))
-    return len(due)
-
-
-@shared_task(name="annotations.campaign_generate_responses", ignore_result=True)
-def campaign_generate_responses(campaign_id: int, checkpoint_path: str, job_id: int | None = None) -> None:
-    """Sample candidate responses for a campaign's prompt-only tasks (progress and cancellation on GenerationJob)."""
-    import logging
-
-    from annotations import candidates
-
-    try:
-        candidates.campaign_generate_responses(campaign_id, checkpoint_path, job_id=job_id)
-    except Exception as exc:  # never crash the worker loop; the job row says why
-        logging.getLogger(__name__).exception("campaign_generate_responses %s failed", campaign_id)
-        if job_id is not None:
-            from django.utils import timezone
-
-            from annotations.models import GenerationJob
-
-            GenerationJob.objects.filter(pk=job_id).exclude(state__in=["done", "cancelled"]).update(
-                state="failed", error=f"{type(exc).__name__}: {exc}"[:2000], finished_at=timezone.now())

@@ -2,6 +2,8 @@ from django.urls import path
 
 from annotations import api, api_experts, api_quality
 
+# datadao.urls mounts these in this namespace together with datavalue.urls (the data-value and
+# generation-job routes, which kept their names when they moved to the datavalue app).
 app_name = "annotations_api"
 
 urlpatterns = [
@@ -39,27 +41,6 @@ urlpatterns += [
     path("disputes/<int:dispute_id>", api_moderation.DisputeDetailApi.as_view(), name="dispute-detail"),
     path("me/notifications", api_moderation.NotificationListApi.as_view(), name="me-notifications"),
     path("me/notifications/read", api_moderation.NotificationReadApi.as_view(), name="me-notifications-read"),
-]
-
-# Data value (transformers).
-from annotations import api_data_value  # noqa: E402
-
-urlpatterns += [
-    path("campaigns/<int:campaign_id>/data-value", api_data_value.CampaignDataValueApi.as_view(),
-         name="campaign-data-value"),
-    path("me/data-value", api_data_value.MyDataValueApi.as_view(), name="me-data-value"),
-]
-
-# Candidate generation for prompt-only tasks (transformers).
-from annotations import api_generation  # noqa: E402
-
-urlpatterns += [
-    path("campaigns/<int:campaign_id>/generation-jobs", api_generation.CampaignGenerationJobsApi.as_view(),
-         name="campaign-generation-jobs"),
-    path("generation-jobs/<int:job_id>/", api_generation.GenerationJobDetailApi.as_view(),
-         name="generation-job-detail"),
-    path("generation-jobs/<int:job_id>/cancel", api_generation.GenerationJobCancelApi.as_view(),
-         name="generation-job-cancel"),
 ]
 
 # Self-service API tokens (any signed-in user, their own tokens).

@@ -3,11 +3,14 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
+from annotations import urls as annotation_urls
 from annotations import views as annotation_views
 from datadao.middleware import csp_override
+from datavalue import urls as datavalue_urls
 
 api_v1 = [
-    path("", include("annotations.urls")),
+    # One namespace for annotations' routes and datavalue's, whose URL names predate the app's split.
+    path("", include((annotation_urls.urlpatterns + datavalue_urls.urlpatterns, annotation_urls.app_name))),
     path("", include("rewards.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     # Swagger UI and ReDoc come from the app's static files (drf-spectacular-sidecar), so the docs work

@@ -46,9 +46,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from annotations import licences
-from annotations.models import Campaign, DataValue, Export, Lab
+from annotations.models import Campaign, Export, Lab
 from annotations.services import ServiceError
 from datadao.jobs import job_queue
+from datavalue.models import DataValue
 from rewards import ledger
 from rewards.amounts import format_amount
 from rewards.models import Account, DataPurchase, LedgerTransaction

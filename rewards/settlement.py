@@ -31,10 +31,11 @@ from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from annotations.models import Campaign, DataValue, Expert, Judgment
+from annotations.models import Campaign, Expert, Judgment
 from annotations.quality.selectors import RaterEpochQuality, rater_epoch_quality
 from annotations.services import ServiceError
 from datadao.jobs import job_queue
+from datavalue.models import DataValue
 from rewards import holds, ledger, selectors, services
 from rewards.bulk import insert_rows
 from rewards.keys import claim_key, reward_key

@@ -23,7 +23,8 @@ from rest_framework.test import APIClient
 
 from annotations import disputes, tokens_service
 from annotations.handles import rater_handle
-from annotations.models import Assignment, Campaign, Export, GenerationJob, QualificationAttempt
+from annotations.models import Assignment, Campaign, Export, QualificationAttempt
+from datavalue.models import GenerationJob
 from rewards import services
 from rewards.models import DataPurchase, Epoch, EpochClaim, EpochReward
 from tests import factories
@@ -405,7 +406,7 @@ def test_every_route_has_a_matrix_row():
 
 
 # Moderators read the platform's own models; users, groups, tokens and lockout logs are for superusers.
-MODERATED_APPS = {"annotations", "rewards"}
+MODERATED_APPS = {"annotations", "datavalue", "rewards"}
 
 
 def _admin_urls() -> list[tuple[str, str]]:

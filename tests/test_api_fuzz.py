@@ -82,7 +82,7 @@ def fuzz_world(db, tmp_path, settings):
         rater=rater_handle(campaign.pk, expert.pk), statement="The rater ignored the guidelines on dosing.")
     epoch = factories.EpochFactory(campaign=campaign, index=0)
     # Data sales and generation: a purchase of another lab's data, a generation job.
-    from annotations.models import GenerationJob
+    from datavalue.models import GenerationJob
     from rewards.models import DataPurchase
 
     seller = factories.open_campaign(data_for_sale=True, data_price=10)

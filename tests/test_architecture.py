@@ -14,7 +14,7 @@ from importlinter.application.use_cases import lint_imports
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / ".importlinter"
-PACKAGES = ("annotations", "rewards", "datadao")
+PACKAGES = ("annotations", "datavalue", "rewards", "datadao")
 
 # The project's wiring (URL conf, Celery app, WSGI/ASGI, settings) sits above
 # every app; the rest of datadao is the core every app builds on.

@@ -143,7 +143,8 @@ WITH_BODY = [op for op in OPERATIONS if op.body is not None]
 
 @pytest.fixture
 def world(db, tmp_path, settings):
-    from annotations.models import Assignment, GenerationJob
+    from annotations.models import Assignment
+    from datavalue.models import GenerationJob
     from rewards import services
 
     settings.DATADAO_EXPORT_ROOT = str(tmp_path)

@@ -6,12 +6,11 @@
 * ``quality``: task consensus, quality reports, rater figures, rationale matches, the review queue.
 * ``exports``: dataset exports.
 * ``moderation``: disputes, notifications, the audit trail.
-* ``datavalue``: text embeddings, data-value reports and values, generation jobs.
 * ``tokens``: API tokens.
 
 Import from ``annotations.models``; migrations name ``annotations.models.default_min_stake``. The
 modules are imported in the order the models were declared before the split, so the app registry
-lists them as it always has.
+lists them as it always has. The data-value models moved to the ``datavalue`` app.
 """
 from __future__ import annotations
 
@@ -29,7 +28,6 @@ from annotations.models.judgments import Assignment, Flag, Judgment
 from annotations.models.quality import QualityReport, RaterQuality, RationaleMatch, TaskAwaitingReview, TaskConsensus
 from annotations.models.exports import Export
 from annotations.models.moderation import AuditEvent, Dispute, Notification
-from annotations.models.datavalue import CampaignDataValueReport, DataValue, GenerationJob, TextEmbedding
 from annotations.models.tokens import ApiToken
 
 __all__ = [
@@ -38,15 +36,12 @@ __all__ = [
     "Assignment",
     "AuditEvent",
     "Campaign",
-    "CampaignDataValueReport",
-    "DataValue",
     "Dispute",
     "Domain",
     "Expert",
     "ExpertDomain",
     "Export",
     "Flag",
-    "GenerationJob",
     "Judgment",
     "Lab",
     "Notification",
@@ -59,6 +54,5 @@ __all__ = [
     "Task",
     "TaskAwaitingReview",
     "TaskConsensus",
-    "TextEmbedding",
     "default_min_stake",
 ]

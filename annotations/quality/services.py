@@ -125,19 +125,44 @@ def task_consensus_update(*, task_id: int) -> TaskConsensus | None:
 
     Raters the campaign job has not seen yet count with their smoothed gold
     accuracy (or the prior), clipped at the campaign's cap times the median
-    weight of the last campaign run. This runs once per completed task, so it
-    is kept to a few statements: the task with its campaign and stored
-    consensus, the judgments, the weights, the latest report's version, and
-    one write (``writing.consensus_write_one``); the overlap UPDATEs are sent
-    only when the new consensus is unsettled.
+    weight of the last campaign run. Kept to a few statements: the task with
+    its campaign and stored consensus, then :func:`_consensus_of` (the
+    judgments, the weights, the latest report's version, one write); the
+    overlap UPDATEs are sent only when the new consensus is unsettled.
     """
     task = Task.objects.select_related("campaign", "consensus").filter(pk=task_id).first()
     if task is None or task.is_gold:
         return None
-    campaign = task.campaign
-    judgments, _ = loading.load_judgments(campaign.pk, campaign.responses_per_task, task_ids=[task_id])
-    if judgments.size == 0:
+    written = _consensus_of(task.campaign, [task])
+    if task_id not in written:
         return None
+    consensus = written[task_id]
+    return consensus if consensus is not None else TaskConsensus.objects.filter(task_id=task_id).first()
+
+
+def tasks_consensus_update(*, campaign: Campaign, task_ids: list[int]) -> int:
+    """``task_consensus_update`` for many tasks of one campaign at once; returns the rows written.
+
+    The consensus drain's unit of work (``annotations.followup``): the statements are per batch, not per
+    task (the tasks, the judgments, the weights, the version, the token counts of first consensuses, then
+    one write per task), so a worker computing a hundred completions pays the reads once.
+    """
+    tasks = list(Task.objects.select_related("consensus").filter(campaign=campaign, pk__in=task_ids, is_gold=False))
+    return sum(1 for row in _consensus_of(campaign, tasks).values() if row is not None)
+
+
+def _consensus_of(campaign: Campaign, tasks: list[Task]) -> dict[int, TaskConsensus | None]:
+    """Compute and write the consensus of ``tasks`` (non-gold, one campaign, ``consensus`` selected).
+
+    Returns task id -> the row written, or None where a row computed from a later judgment was kept;
+    tasks without a counted judgment are left out.
+    """
+    if not tasks:
+        return {}
+    by_id = {task.pk: task for task in tasks}
+    judgments, _ = loading.load_judgments(campaign.pk, campaign.responses_per_task, task_ids=list(by_id))
+    if judgments.size == 0:
+        return {}
     experts = sorted(set(judgments.expert_id.tolist()))
     weights = dict(RaterQuality.objects.filter(campaign=campaign, expert_id__in=experts)
                    .values_list("expert_id", "vote_weight"))
@@ -149,15 +174,23 @@ def task_consensus_update(*, task_id: int) -> TaskConsensus | None:
             weights[expert_id] = min(weight, campaign.consensus_weight_cap * median) if median else weight
     rows = compute.single_task_consensus(judgments, weights, compute.reliability_log_odds(
         np.array([compute.PRIOR_RELIABILITY]))[0])
-    values = next(rows.records(range(1)))
-    values.pop("task_id")
-    stored = getattr(task, "consensus", None)  # select_related: no query; None when there is no row yet
-    tokens = stored.tokens if stored is not None and stored.tokens is not None else loading.task_tokens_of(task.pk)
-    consensus = writing.consensus_write_one(task_id, campaign.pk, values, version=version, tokens=tokens,
-                                            now=timezone.now())
-    if consensus is not None and _needs_more_raters(task, campaign, values):
-        tasks_adapt_overlap(campaign=campaign, task_ids=[task_id])
-    return consensus if consensus is not None else TaskConsensus.objects.filter(task_id=task_id).first()
+    records = list(rows.records(range(rows.task_id.size)))
+    stored = {task_id: getattr(by_id[task_id], "consensus", None) for task_id in (r["task_id"] for r in records)}
+    uncounted = [t for t, row in stored.items() if row is None or row.tokens is None]
+    counted = loading.tasks_tokens_of(uncounted) if uncounted else {}
+    now = timezone.now()
+    written: dict[int, TaskConsensus | None] = {}
+    unsettled = []
+    for values in records:
+        task_id = values.pop("task_id")
+        tokens = counted.get(task_id) if task_id in counted else stored[task_id].tokens
+        row = writing.consensus_write_one(task_id, campaign.pk, values, version=version, tokens=tokens, now=now)
+        written[task_id] = row
+        if row is not None and _needs_more_raters(by_id[task_id], campaign, values):
+            unsettled.append(task_id)
+    if unsettled:
+        tasks_adapt_overlap(campaign=campaign, task_ids=unsettled)
+    return written
 
 
 # --------------------------------------------------------------------------

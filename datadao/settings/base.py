@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "axes",
     "annotations",
+    "datavalue",
     "rewards",
 ]
 
@@ -298,7 +299,7 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "annotations.quality_recompute_open_campaigns", "schedule": 10 * 60.0,
     },
     # Embeddings and data value of running campaigns; only campaigns whose
-    # inputs changed since their last computation are queued.
+    # inputs changed since their last computation are queued (datavalue.tasks, named as before the move).
     "annotations.data_value_refresh_open_campaigns": {
         "task": "annotations.data_value_refresh_open_campaigns", "schedule": 60 * 60.0,
     },

@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch", reason="generation needs torch (requirement
 pytest.importorskip("transformers", reason="generation needs transformers (requirements-ml.txt)")
 pytest.importorskip("tokenizers", reason="the test tokenizer is built with the tokenizers library")
 
-from annotations.generation import (  # noqa: E402
+from datavalue.generation import (  # noqa: E402
     CheckpointError,
     GeneratedResponse,
     GenerationCancelled,

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from annotations.valuation import (
+from datavalue.valuation import (
     BTProbe,
     balanced_orientation,
     bt_probe_accuracy,

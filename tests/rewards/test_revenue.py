@@ -11,7 +11,8 @@ from django.utils import timezone
 from annotations.export_contributors import export_contributions
 from annotations.handles import rater_handle
 from annotations.licences import licence_allows_sale, sale_refusal
-from annotations.models import DataValue, Export
+from annotations.models import Export
+from datavalue.models import DataValue
 from rewards import ledger, revenue, selectors
 from rewards.models import Account, DataPurchase, LedgerTransaction
 from rewards.revenue import revenue_split

@@ -442,7 +442,7 @@ def test_closing_a_campaign_that_never_ran_refunds_at_once():
 
 def _values(campaign, per_pair: dict) -> None:
     from annotations.handles import rater_handle
-    from annotations.models import DataValue
+    from datavalue.models import DataValue
 
     for expert, mean in per_pair.items():
         DataValue.objects.create(campaign=campaign, expert=expert, handle=rater_handle(campaign.pk, expert.pk),

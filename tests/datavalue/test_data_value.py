@@ -15,11 +15,12 @@ import json
 import numpy as np
 import pytest
 
-from annotations import data_value
-from annotations import tasks as celery_tasks
 from annotations.embeddings import EMBEDDING_DIM, EncoderUnavailable, text_hash
 from annotations.handles import rater_handle
-from annotations.models import CampaignDataValueReport, DataValue, Expert, TextEmbedding
+from annotations.models import Expert
+from datavalue import services as data_value
+from datavalue import tasks as celery_tasks
+from datavalue.models import CampaignDataValueReport, DataValue, TextEmbedding
 from tests import factories
 
 pytestmark = pytest.mark.django_db

@@ -1,4 +1,4 @@
-"""Candidate generation for prompt-only uploads: the Django side of ``annotations.generation``.
+"""Candidate generation for prompt-only uploads: the Django side of ``datavalue.generation``.
 
 :func:`campaign_generate_responses` samples ``campaign.responses_per_task``
 responses for every task of the campaign that has none, from a local
@@ -28,10 +28,11 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from annotations.generation import CheckpointError, GenerationCancelled, generate_responses
-from annotations.models import Campaign, GenerationJob, Response, Task
+from annotations.models import Campaign, Response, Task
 from annotations.services import ServiceError
 from datadao.jobs import job_queue
+from datavalue.generation import CheckpointError, GenerationCancelled, generate_responses
+from datavalue.models import GenerationJob
 
 logger = logging.getLogger(__name__)
 

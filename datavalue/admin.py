@@ -1,9 +1,9 @@
-"""Moderator admin for the model side: data values, their runs, candidate-generation jobs. Read-only:
+"""Moderator admin for the data-value app: data values, their runs, candidate-generation jobs. Read-only:
 these rows are written by their Celery jobs."""
 from django.contrib import admin
 
 from annotations.admin_moderation import ReadOnly
-from annotations.models import CampaignDataValueReport, DataValue, GenerationJob
+from datavalue.models import CampaignDataValueReport, DataValue, GenerationJob
 
 
 @admin.register(GenerationJob)

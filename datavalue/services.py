@@ -41,17 +41,9 @@ from django.utils import timezone
 
 from annotations import embeddings as emb
 from annotations.handles import rater_handle
-from annotations.models import (
-    Campaign,
-    CampaignDataValueReport,
-    DataValue,
-    Judgment,
-    Response,
-    Task,
-    TaskConsensus,
-    TextEmbedding,
-)
-from annotations.valuation import bt_probe_accuracy, bt_probe_fit, pair_features, pair_values
+from annotations.models import Campaign, Judgment, Response, Task, TaskConsensus
+from datavalue.models import CampaignDataValueReport, DataValue, TextEmbedding
+from datavalue.valuation import bt_probe_accuracy, bt_probe_fit, pair_features, pair_values
 
 logger = logging.getLogger(__name__)
 

@@ -7,9 +7,10 @@ pytest.importorskip("torch", reason="generation needs torch (requirements-ml.txt
 pytest.importorskip("transformers", reason="generation needs transformers (requirements-ml.txt)")
 pytest.importorskip("tokenizers", reason="the test tokenizer is built with the tokenizers library")
 
-from annotations import candidates  # noqa: E402
-from annotations import tasks as celery_tasks  # noqa: E402
-from annotations.models import GenerationJob, Response, Task  # noqa: E402
+from annotations.models import Response, Task  # noqa: E402
+from datavalue import candidates  # noqa: E402
+from datavalue import tasks as celery_tasks  # noqa: E402
+from datavalue.models import GenerationJob  # noqa: E402
 from tests import factories  # noqa: E402
 from tests.ml import build_tiny_gpt2  # noqa: E402
 

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from annotations import candidates
-from annotations.models import GenerationJob, Response, Task
+from annotations.models import Response, Task
+from datavalue import candidates
+from datavalue.models import GenerationJob
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -128,7 +129,7 @@ def test_admin_lists_jobs_with_state_and_progress(client, campaign, roots):
     GenerationJob.objects.create(campaign=campaign, checkpoint="fake", checkpoint_path="/x", state="running",
                                  progress_done=3, progress_total=8)
     client.force_login(factories.rewards_moderator())
-    page = client.get("/admin/annotations/generationjob/?state__exact=running")
+    page = client.get("/admin/datavalue/generationjob/?state__exact=running")
     assert page.status_code == 200
     assert b"3 / 8" in page.content and campaign.name.encode() in page.content
-    assert client.get("/admin/annotations/generationjob/add/").status_code == 403
+    assert client.get("/admin/datavalue/generationjob/add/").status_code == 403

@@ -1,5 +1,8 @@
-"""Data value (written by annotations.data_value): cached embeddings, per-expert KNN-Shapley value,
-and the jobs that sample candidate responses from a local checkpoint.
+"""Data-value models (written by ``datavalue.services`` and ``datavalue.candidates``): cached embeddings,
+per-expert KNN-Shapley value, and the jobs that sample candidate responses from a local checkpoint.
+
+The tables keep the names they had in the annotations app (``Meta.db_table``): the models moved, the data
+did not.
 """
 from __future__ import annotations
 
@@ -7,8 +10,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from annotations.models.campaigns import Campaign
-from annotations.models.experts import Expert
+from annotations.models import Campaign, Expert
 
 
 class TextEmbedding(models.Model):
@@ -19,6 +21,9 @@ class TextEmbedding(models.Model):
     dim = models.PositiveSmallIntegerField(help_text="Vector length (384 for MiniLM).")
     vector = models.BinaryField(help_text="float32 little-endian bytes (embeddings.to_blob).")
     created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "annotations_textembedding"
 
     def __str__(self) -> str:
         return f"embedding {self.text_hash[:12]} ({self.model})"
@@ -60,6 +65,9 @@ class CampaignDataValueReport(models.Model):
     )
     requested_at = models.DateTimeField(null=True, blank=True, help_text="When the periodic job last queued one.")
 
+    class Meta:
+        db_table = "annotations_campaigndatavaluereport"
+
     def __str__(self) -> str:
         return f"data value report of {self.campaign_id} ({self.state})"
 
@@ -76,6 +84,7 @@ class DataValue(models.Model):
     computed_at = models.DateTimeField()
 
     class Meta:
+        db_table = "annotations_datavalue"
         ordering = ["campaign_id", "-total"]
         constraints = [models.UniqueConstraint(fields=["campaign", "expert"], name="data_value_unique")]
 
@@ -115,6 +124,7 @@ class GenerationJob(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        db_table = "annotations_generationjob"
         ordering = ["-created_at", "-id"]
         constraints = [
             # One job at a time per campaign: two would sample the same prompts twice.
