@@ -16,11 +16,11 @@ consensus twice gives the same consensus, so every step is safe to repeat.
 
 With a broker, completions are not one job each: a completion sets a flag in
 Redis (``SET NX`` with a :data:`DRAIN_FLAG_TTL_S` expiry) and only the
-completion that set it publishes ``annotations.consensus_drain``. The drain
-clears the flag first, then computes every marked task in batches per
-campaign (``quality.services.tasks_consensus_update`` reads once per batch,
-not once per task), so the worker pays a job's overhead once per burst of
-completions. A completion committed before the flag was cleared is read by
+completion that set it publishes ``annotations.consensus_drain``, to start
+:data:`DRAIN_DELAY_S` later. The drain clears the flag first, then computes
+every marked task in batches per campaign
+(``quality.services.tasks_consensus_update`` reads once per batch, not once
+per task), so the worker pays a job's overhead once per burst of completions. A completion committed before the flag was cleared is read by
 that drain; one committed after sets the flag again and queues the next. A
 flag whose drain was lost expires; the sweep computes what it left.
 In-process mode (no broker) keeps one job per completion.
@@ -63,6 +63,9 @@ PUBLISH_PAUSE_S = 5.0
 # sweep takes what is older than SWEEP_AFTER_S). A flag outlives a lost drain message by at most its TTL.
 DRAIN_FLAG = "datadao:consensus-drain"
 DRAIN_FLAG_TTL_S = 20
+# The drain starts this long after the completion that queued it, so the completions of the next second
+# join its batch rather than each paying a job (a consensus a second later changes nothing for anyone).
+DRAIN_DELAY_S = 1.0
 DRAIN_BATCH = 200
 DRAIN_BUDGET_S = 20
 
@@ -105,7 +108,8 @@ def consensus_publish(task_id: int) -> bool:
             job_queue("annotations.task_consensus_update", task_id, retry=True, retry_policy=_PUBLISH_RETRY)
         elif client.set(DRAIN_FLAG, task_id, nx=True, ex=DRAIN_FLAG_TTL_S):
             try:
-                job_queue("annotations.consensus_drain", retry=True, retry_policy=_PUBLISH_RETRY)
+                job_queue("annotations.consensus_drain", countdown=DRAIN_DELAY_S, retry=True,
+                          retry_policy=_PUBLISH_RETRY)
             except Exception:
                 client.delete(DRAIN_FLAG)  # best effort: let the next completion try again
                 raise

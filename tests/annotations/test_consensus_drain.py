@@ -106,13 +106,13 @@ def test_with_a_broker_a_burst_of_completions_queues_one_drain(monkeypatch, djan
     monkeypatch.setattr(app.conf, "broker_url", BROKER)
     monkeypatch.setattr(followup, "_paused_until", 0.0)
     queued = []
-    monkeypatch.setattr(followup, "job_queue", lambda name, *args, **kwargs: queued.append((name, args)))
+    monkeypatch.setattr(followup, "job_queue", lambda name, *args, **kwargs: queued.append((name, args, kwargs.get("countdown"))))
     flags = redis.Redis.from_url(BROKER)
     flags.delete(followup.DRAIN_FLAG)
     campaign = factories.open_campaign(overlap=1, max_overlap=1)
     with django_capture_on_commit_callbacks(execute=True):
         tasks = _judge(campaign, 4, 1)
-    assert queued == [("annotations.consensus_drain", ())]
+    assert queued == [("annotations.consensus_drain", (), followup.DRAIN_DELAY_S)]
     assert Task.objects.filter(pk__in=[t.pk for t in tasks], consensus_due_at__isnull=False).count() == 4
 
     # The drain clears the flag before it reads: a completion from then on queues the next drain.
@@ -120,7 +120,7 @@ def test_with_a_broker_a_burst_of_completions_queues_one_drain(monkeypatch, djan
     assert flags.get(followup.DRAIN_FLAG) is None
     with django_capture_on_commit_callbacks(execute=True):
         _judge(campaign, 1, 1)
-    assert queued[-1] == ("annotations.consensus_drain", ()) and len(queued) == 2
+    assert queued[-1][:2] == ("annotations.consensus_drain", ()) and len(queued) == 2
     flags.delete(followup.DRAIN_FLAG)
 
 
