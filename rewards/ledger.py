@@ -278,8 +278,10 @@ def _apply_deltas(deltas: dict[int, int]) -> None:
     if not deltas:
         return
     if len(deltas) <= _BULK_UPDATE_FROM:
-        for account_id, delta in sorted(deltas.items()):
-            Account.objects.filter(pk=account_id).update(balance=F("balance") + delta)
+        updated = sum(Account.objects.filter(pk=account_id).update(balance=F("balance") + delta)
+                      for account_id, delta in sorted(deltas.items()))
+        if updated != len(deltas):
+            raise LedgerError("a balance update missed an account.")
         return
     table = Account._meta.db_table
     items = sorted(deltas.items())
@@ -297,6 +299,8 @@ def _apply_deltas(deltas: dict[int, int]) -> None:
             cursor.executemany(
                 f"UPDATE {table} SET balance = balance + %s WHERE id = %s", [(delta, pk) for pk, delta in items],
             )
+            if cursor.rowcount != len(items):  # the rows changed over all the statements
+                raise LedgerError("a balance update missed an account.")
 
 
 # --------------------------------------------------------------------------

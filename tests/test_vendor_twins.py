@@ -455,8 +455,6 @@ def test_judgments_load_as_the_same_columns():
     assert sum(fast["observed"]["outside"]) == 5 and fast["observed"]["gold_correct"].count(1) == 3
 
 
-@pytest.mark.xfail(strict=True, reason="annotations/quality/loading.py _read_int_columns: a NULL column reads as -1 "
-                   "on PostgreSQL (coalesce) but makes the values_list twin raise TypeError")
 def test_a_missing_rank_reads_as_minus_one_alike():
     campaign = factories.open_campaign()
     factories.judgments_bulk([{"task": factories.tasks_bulk(campaign, 1)[0], "expert": factories.ExpertFactory(),
@@ -585,8 +583,6 @@ def test_refused_batches_are_refused_alike_and_move_nothing(payroll, case, refus
     assert fast == twin and fast["error"][0] is refusal
 
 
-@pytest.mark.xfail(strict=True, reason="rewards/ledger.py _apply_deltas: on PostgreSQL a delta for a missing account "
-                   "raises LedgerError ('a balance update missed an account.'); the executemany twin skips it silently")
 def test_a_delta_for_a_missing_account_is_refused_alike(payroll):
     lab_account, accounts = payroll
     deltas = {account: 1 for account in accounts} | {max(accounts) + 1000: 1}

@@ -81,7 +81,7 @@ def _read_int_columns(queryset: QuerySet, n_columns: int) -> np.ndarray:
         if row is None or row[0] is None:
             return np.empty((0, n_columns), dtype=np.int64)
         return np.column_stack([np.frombuffer(column, dtype=">i8") for column in row]).astype(np.int64)
-    values = list(queryset)
+    values = [[-1 if v is None else v for v in row] for row in queryset]
     return np.array(values, dtype=np.int64).reshape(len(values), n_columns)
 
 
