@@ -274,9 +274,9 @@ def _insert_tasks(campaign: Campaign, rows: list[TaskRow]) -> list[int]:
 
 
 def _insert_tasks_copy(campaign: Campaign, rows: list[TaskRow]) -> list[int]:
-    """PostgreSQL fast path: reserve ids from the sequence, then COPY both tables."""
+    """PostgreSQL fast path: reserve ids from the sequence, then COPY both tables (driver errors as Django's)."""
     now = timezone.now()
-    with connection.cursor() as cursor:
+    with connection.cursor() as cursor, connection.wrap_database_errors:
         cursor.execute(
             "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
             [Task._meta.db_table, len(rows)],

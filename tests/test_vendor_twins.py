@@ -324,9 +324,6 @@ def test_repeated_prompts_are_matched_the_same_way():
         "later-7": "earlier-2"}
 
 
-@pytest.mark.xfail(strict=True, reason="COPY runs outside connection.wrap_database_errors (annotations/services.py, "
-                   "_insert_tasks_copy): PostgreSQL raises psycopg.errors.UniqueViolation, the twin Django's "
-                   "IntegrityError")
 def test_inserting_a_known_id_fails_alike():
     campaign = factories.CampaignFactory()
     factories.TaskFactory(campaign=campaign, external_id="taken")
@@ -413,9 +410,6 @@ def test_rater_rows_are_inserted_and_updated_alike():
     assert fast == twin and [row["version"] for _, row in fast["observed"]] == [2, 2, 2]
 
 
-@pytest.mark.xfail(strict=True, reason="_copy_upsert runs on the driver's cursor, outside Django's error wrapping "
-                   "(annotations/quality/writing.py): PostgreSQL raises psycopg.errors.CheckViolation, the twin "
-                   "Django's IntegrityError")
 def test_a_rater_row_the_database_refuses_fails_alike():
     campaign = factories.open_campaign()
     experts = [factories.ExpertFactory()]

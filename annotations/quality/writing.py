@@ -74,8 +74,8 @@ def _copy_upsert(model, columns: list[str], rows, *, conflict: list[str], update
     """
     table, temp = model._meta.db_table, f"quality_in_{model._meta.db_table}"
     names = ", ".join(columns)
-    with connection.cursor() as wrapper:
-        cursor = wrapper.cursor  # the driver's cursor, for COPY
+    with connection.cursor() as wrapper, connection.wrap_database_errors:
+        cursor = wrapper.cursor  # the driver's cursor, for COPY (its errors raised as Django's)
         # Quality rows are derived data the next run rewrites: not worth a disk flush per batch.
         cursor.execute("SET LOCAL synchronous_commit = off")
         cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {temp} ON COMMIT DELETE ROWS AS "
