@@ -19,8 +19,8 @@ from rewards import holds, selectors, services
 from rewards.amounts import format_amount
 from rewards.forms import AmountForm
 from rewards.models import (
-    Account, DataPurchase, Epoch, EpochClaim, EpochReward, HeldPayout, LabBalance, LedgerEntry, LedgerTransaction,
-    Slash, Unbonding,
+    Account, ChainClaim, ChainCursor, ClaimAdjustment, DataPurchase, Epoch, EpochClaim, EpochReward, HeldPayout,
+    LabBalance, LedgerEntry, LedgerTransaction, Slash, Unbonding,
 )
 
 
@@ -198,6 +198,50 @@ class EpochClaimAdmin(ReadOnlyAdmin):
     search_fields = ["address"]
     exclude = ["proof"]
     show_full_result_count = False
+
+
+@admin.register(ChainClaim)
+class ChainClaimAdmin(ReadOnlyAdmin):
+    """``Claimed`` events the indexer read from the distributor, each with its ledger posting."""
+
+    list_display = ["block_number", "address", "amount_shown", "tx_hash", "log_index", "distributor"]
+    search_fields = ["address", "tx_hash"]
+    list_select_related = ["transaction"]
+    show_full_result_count = False
+
+    @admin.display(description="amount", ordering="amount")
+    def amount_shown(self, obj: ChainClaim) -> str:
+        return format_amount(obj.amount)
+
+
+@admin.register(ChainCursor)
+class ChainCursorAdmin(ReadOnlyAdmin):
+    """How far each chain job has read: a cursor that stops moving is a stuck indexer."""
+
+    list_display = ["name", "last_block", "updated_at"]
+
+
+@admin.register(ClaimAdjustment)
+class ClaimAdjustmentAdmin(ReadOnlyAdmin):
+    """Claw-backs of rewards still awaiting claim: pending until the next root, then what they recovered."""
+
+    list_display = ["created_at", "address", "amount_shown", "state", "recovered_shown", "not_recovered_shown",
+                    "campaign", "root"]
+    list_filter = ["state"]
+    search_fields = ["address", "key", "memo"]
+    list_select_related = ["campaign"]
+
+    @admin.display(description="amount", ordering="amount")
+    def amount_shown(self, obj: ClaimAdjustment) -> str:
+        return format_amount(obj.amount)
+
+    @admin.display(description="recovered")
+    def recovered_shown(self, obj: ClaimAdjustment) -> str:
+        return "" if obj.recovered is None else format_amount(obj.recovered)
+
+    @admin.display(description="not recovered (claimed first)")
+    def not_recovered_shown(self, obj: ClaimAdjustment) -> str:
+        return format_amount(obj.not_recovered)
 
 
 @admin.register(Unbonding)

@@ -552,3 +552,25 @@ def test_the_wallet_page_shows_each_address_claim_and_the_wallet_button(client, 
     settings.CHAIN_RPC_URL = ""  # no chain: figures shown, no button
     page = client.get("/wallet/").content.decode()
     assert "claim-with-wallet" not in page and "claim.js" not in page and format_amount(earned) in page
+
+
+def test_a_moderator_reads_claims_cursors_and_claw_backs_in_admin(client, w3, deployed, jobs):
+    alice = factories.ExpertFactory(wallet_address=w3.eth.accounts[6])
+    campaign, judgments = settled_campaign([alice, factories.ExpertFactory()])
+    jobs.chain_publish_root()
+    overturn_lab_dispute(judgments[alice.pk][0], factories.rewards_moderator())  # pending until the next root
+    jobs.chain_publish_root()  # the lower root: the claw-back applied
+    claim_with_api(client, w3, deployed, alice.wallet_address)
+    jobs.chain_index_claims()
+    client.force_login(factories.rewards_moderator())
+
+    claims = client.get("/admin/rewards/chainclaim/")
+    assert claims.status_code == 200 and alice.wallet_address in claims.content.decode()
+    cursors = client.get("/admin/rewards/chaincursor/")
+    assert cursors.status_code == 200 and str(ChainCursor.objects.get().last_block) in cursors.content.decode()
+    adjustments = client.get("/admin/rewards/claimadjustment/")
+    page = adjustments.content.decode()
+    assert adjustments.status_code == 200 and alice.wallet_address in page
+    assert "not recovered (claimed first)" in page.lower()
+    # Read-only: nothing to add or change by hand.
+    assert client.get("/admin/rewards/claimadjustment/add/").status_code == 403
