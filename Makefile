@@ -35,7 +35,7 @@ seed: migrate
 ## demo: set everything up (SQLite, in-process Celery) and serve http://127.0.0.1:8000
 demo: seed
 	@echo "Serving on http://127.0.0.1:8000 (Ctrl-C to stop)"
-	$(PY) manage.py runserver 127.0.0.1:8000
+	$(PY) manage.py rundemo 127.0.0.1:8000
 
 ## test: the whole suite, then the Python client's own tests (PostgreSQL/Redis when DATABASE_URL/CELERY_BROKER_URL are set, else SQLite)
 test: install-ml
