@@ -90,12 +90,22 @@ def test_expert_rates_three_tasks_with_the_keyboard_skips_one_and_sees_history(p
         page.keyboard.press("Enter")  # the Next button
         page.wait_for_selector("#judgment-form")
 
+    def submit():
+        """Enter submits; the next task (or the empty state) replaces this one in place."""
+        lease = page.get_attribute("#judgment-form", "action")
+        page.keyboard.press("Enter")
+        page.wait_for_function(
+            "(old) => { const f = document.getElementById('judgment-form');"
+            " return document.getElementById('empty-state') || (f && f.getAttribute('action') !== old); }",
+            arg=lease,
+        )
+        page.wait_for_selector("text=Judgment saved.")
+
     def rationale_and_submit(text: str):
         page.keyboard.press("r")
         page.keyboard.type(text)
         page.keyboard.press("Escape")
-        page.keyboard.press("Enter")
-        page.wait_for_selector("text=Judgment saved.")
+        submit()
 
     # Task 1: press 2 then 1; the last slot completes the ranking: B > A > C.
     next_task()
@@ -109,8 +119,7 @@ def test_expert_rates_three_tasks_with_the_keyboard_skips_one_and_sees_history(p
     assert page.locator("script", has_text="alert('x')").count() == 0  # task text is inert
     SCREENSHOT.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOT), full_page=True)
-    page.keyboard.press("Enter")
-    page.wait_for_selector("text=Judgment saved.")
+    submit()
 
     # Task 2: C, A, then B; move B up past A, then tie it with C: C = B > A.
     next_task()
