@@ -20,6 +20,22 @@ urlpatterns = [
     path("labs/campaigns/<int:campaign_id>/quality", lab_views.campaign_quality, name="lab-campaign-quality"),
 ]
 
+# The lab console: each action calls the service its API endpoint calls (funding: rewards.pages).
+urlpatterns += [
+    path("labs/campaigns/new/", lab_views.campaign_new, name="lab-campaign-new"),
+    path("labs/campaigns/<int:campaign_id>/", lab_views.campaign_console, name="lab-campaign-console"),
+    path("labs/campaigns/<int:campaign_id>/open", lab_views.campaign_transition, {"action": "open"},
+         name="lab-campaign-open"),
+    path("labs/campaigns/<int:campaign_id>/pause", lab_views.campaign_transition, {"action": "pause"},
+         name="lab-campaign-pause"),
+    path("labs/campaigns/<int:campaign_id>/close", lab_views.campaign_transition, {"action": "close"},
+         name="lab-campaign-close"),
+    path("labs/campaigns/<int:campaign_id>/tasks/import", lab_views.campaign_tasks_import,
+         name="lab-campaign-import"),
+    path("labs/campaigns/<int:campaign_id>/exports", lab_views.campaign_export_request,
+         name="lab-campaign-export"),
+]
+
 # Disputes and notifications.
 from annotations import moderation_views  # noqa: E402
 

@@ -49,6 +49,11 @@ _TRANSITIONS = {
     "close": ({Campaign.Status.DRAFT, Campaign.Status.OPEN, Campaign.Status.PAUSED}, Campaign.Status.CLOSED),
 }
 
+def campaign_transitions_allowed(campaign: Campaign) -> list[str]:
+    """The actions ``campaign_transition`` accepts from the campaign's status (what a console offers)."""
+    return [action for action, (allowed, _) in _TRANSITIONS.items() if campaign.status in allowed]
+
+
 # Hooks other apps register (e.g. rewards refunds unspent escrow on close),
 # so the state machine stays here without importing the ledger.
 campaign_transition_hooks: dict[str, list[Callable[[Campaign], None]]] = {"open": [], "pause": [], "close": []}

@@ -1,7 +1,9 @@
-"""The expert wallet page: balances, staking, ledger history, earnings and claim proofs."""
+"""Browser pages of the money side: the expert wallet (balances, staking, ledger history, earnings and claim
+proofs) and a lab's campaign funding page (balance, escrow, funding), linked from the lab console."""
 from __future__ import annotations
 
 import json
+import uuid
 
 from django.conf import settings
 from django.contrib import messages
@@ -13,12 +15,14 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from annotations import roles
+from annotations import selectors as annotation_selectors
+from annotations.lab_views import lab_member
 from annotations.models import Expert
 from annotations.services import ServiceError
 from rewards import chain, selectors, services
 from rewards.amounts import format_amount
-from rewards.forms import AmountForm
-from rewards.models import Account, EpochClaim, EpochReward, Slash
+from rewards.forms import AmountForm, FundForm
+from rewards.models import Account, EpochClaim, EpochReward, LedgerEntry, Slash
 
 
 def _wallet_expert(request) -> Expert:
@@ -130,3 +134,45 @@ def claim_download(request, epoch_id: int):
     response = HttpResponse(json.dumps(body, indent=2), content_type="application/json")
     response["Content-Disposition"] = f'attachment; filename="claim-epoch-{claim.epoch_id}-{claim.address}.json"'
     return response
+
+
+ESCROW_ENTRIES_SHOWN = 20
+
+
+@login_required
+def campaign_fund(request, campaign_id: int):
+    """The lab's balance, the campaign's escrow and its history, and a form that funds the escrow through
+    ``services.campaign_fund`` (as ``POST /api/v1/campaigns/{id}/fund`` does). Members of the campaign's lab
+    only: a 404 for anyone else."""
+    lab_member(request)
+    campaign = annotation_selectors.campaign_for_lab_member(user=request.user, campaign_id=campaign_id)
+    status = 200
+    if request.method == "POST":
+        form = FundForm(request.POST)
+        if form.is_valid():
+            try:
+                result = services.campaign_fund(campaign=campaign, amount=form.cleaned_data["amount"],
+                                                actor=request.user, client_key=form.cleaned_data["key"])
+            except ServiceError as exc:
+                form.add_error("amount" if exc.field == "amount" else None, exc.message)
+                status = exc.status
+            else:
+                if result.posted.created:
+                    messages.success(request, f"Funded {format_amount(result.amount)}: the escrow holds "
+                                              f"{format_amount(result.escrow_balance)}.")
+                else:
+                    messages.info(request, "This form had been sent already; it funded once and nothing more moved.")
+                return redirect("rewards_pages:campaign-fund", campaign.pk)
+        else:
+            status = 400
+    else:
+        form = FundForm(initial={"key": uuid.uuid4().hex})
+    entries = (LedgerEntry.objects.filter(account__kind=Account.Kind.ESCROW, account__campaign=campaign)
+               .select_related("transaction").order_by("-created_at", "-id")[:ESCROW_ENTRIES_SHOWN])
+    return render(request, "rewards/lab_fund.html", {
+        "campaign": campaign,
+        "form": form,
+        "lab_balance": selectors.lab_balance(lab=campaign.lab),
+        "escrow_balance": selectors.escrow_balance(campaign=campaign),
+        "entries": entries,
+    }, status=status)

@@ -311,6 +311,48 @@ MATRIX.update({
 })
 
 
+class _Upload:
+    """A file for a page's upload form that reads whole each time: one row's body serves every role's request."""
+
+    name = "tasks.jsonl"
+    content_type = "application/x-ndjson"
+
+    def __init__(self, content: bytes):
+        self.content = content
+
+    def read(self) -> bytes:
+        return self.content
+
+
+# The lab console (pages): members of the campaign's lab only; everyone else signed in gets a 404. Opening
+# the open campaign is refused by the state machine, with the refusal shown on the console (302).
+MATRIX.update({
+    ("annotations_pages:lab-campaign-new", ""): ("get", "/labs/campaigns/new/", None, _e(LOGIN, 404, 404, 200, 200, 404)),
+    ("annotations_pages:lab-campaign-new", "create"): (
+        "post", "/labs/campaigns/new/", {"name": "New", "domain": "law"}, _e(LOGIN, 404, 404, 302, 302, 404)),
+    ("annotations_pages:lab-campaign-console", ""): (
+        "get", "/labs/campaigns/{campaign}/", None, _e(LOGIN, 404, 404, 200, 404, 404)),
+    ("annotations_pages:lab-campaign-open", ""): (
+        "post", "/labs/campaigns/{campaign}/open", {}, _e(LOGIN, 404, 404, 302, 404, 404)),
+    ("annotations_pages:lab-campaign-pause", ""): (
+        "post", "/labs/campaigns/{campaign}/pause", {}, _e(LOGIN, 404, 404, 302, 404, 404)),
+    ("annotations_pages:lab-campaign-close", ""): (
+        "post", "/labs/campaigns/{campaign}/close", {}, _e(LOGIN, 404, 404, 302, 404, 404)),
+    ("annotations_pages:lab-campaign-import", ""): (
+        "post", "/labs/campaigns/{campaign}/tasks/import",
+        {"file": _Upload(b'{"external_id": "page-1", "prompt": "Q?", "responses": [{"model": "m", "text": "a"}, '
+                         b'{"model": "n", "text": "b"}]}\n')},
+        _e(LOGIN, 404, 404, 200, 404, 404)),
+    ("annotations_pages:lab-campaign-export", ""): (
+        "post", "/labs/campaigns/{campaign}/exports", {"format": "trl_preference"}, _e(LOGIN, 404, 404, 302, 404, 404)),
+    ("rewards_pages:campaign-fund", ""): (
+        "get", "/wallet/campaigns/{campaign}/fund/", None, _e(LOGIN, 404, 404, 200, 404, 404)),
+    ("rewards_pages:campaign-fund", "fund"): (
+        "post", "/wallet/campaigns/{campaign}/fund/", {"amount": "1", "key": "matrix-fund"},
+        _e(LOGIN, 404, 404, 302, 404, 404)),
+})
+
+
 def _fill(value, ids):
     if isinstance(value, str):
         filled = value.format(**ids)
