@@ -16,13 +16,14 @@ consensus twice gives the same consensus, so every step is safe to repeat.
 
 With a broker, completions are not one job each: a completion sets a flag in
 Redis (``SET NX`` with a :data:`DRAIN_FLAG_TTL_S` expiry) and only the
-completion that set it publishes ``annotations.consensus_drain``, to start
-:data:`DRAIN_DELAY_S` later. The drain clears the flag first, then computes
-every marked task in batches per campaign
-(``quality.services.tasks_consensus_update`` reads once per batch, not once
-per task), so the worker pays a job's overhead once per burst of completions. A completion committed before the flag was cleared is read by
-that drain; one committed after sets the flag again and queues the next. A
-flag whose drain was lost expires; the sweep computes what it left.
+completion that set it publishes ``annotations.consensus_drain``. The drain
+waits :data:`DRAIN_DELAY_S`, clears the flag, then computes every marked
+task in batches per campaign (``quality.services.tasks_consensus_update``
+reads once per batch, not once per task), so the worker pays a job's
+overhead once per burst of completions. A completion committed before the
+flag was cleared is read by that drain; one committed after sets the flag
+again and queues the next. A flag whose drain was lost expires; the sweep
+computes what it left.
 In-process mode (no broker) keeps one job per completion.
 """
 from __future__ import annotations
@@ -63,8 +64,11 @@ PUBLISH_PAUSE_S = 5.0
 # sweep takes what is older than SWEEP_AFTER_S). A flag outlives a lost drain message by at most its TTL.
 DRAIN_FLAG = "datadao:consensus-drain"
 DRAIN_FLAG_TTL_S = 20
-# The drain starts this long after the completion that queued it, so the completions of the next second
-# join its batch rather than each paying a job (a consensus a second later changes nothing for anyone).
+# The drain waits this long before it clears the flag and reads, so the completions of the next second join
+# its batch rather than each paying a job (a consensus a second later changes nothing for anyone). It waits
+# in the job, acknowledged on receipt, not as a countdown: a message held unacknowledged in the worker while
+# Redis restarts trips kombu (an ack on the dead channel raises and the worker stops consuming), and a lost
+# drain costs nothing (the marks stay; the next drain or the sweep reads them).
 DRAIN_DELAY_S = 1.0
 DRAIN_BATCH = 200
 DRAIN_BUDGET_S = 20
@@ -108,8 +112,7 @@ def consensus_publish(task_id: int) -> bool:
             job_queue("annotations.task_consensus_update", task_id, retry=True, retry_policy=_PUBLISH_RETRY)
         elif client.set(DRAIN_FLAG, task_id, nx=True, ex=DRAIN_FLAG_TTL_S):
             try:
-                job_queue("annotations.consensus_drain", countdown=DRAIN_DELAY_S, retry=True,
-                          retry_policy=_PUBLISH_RETRY)
+                job_queue("annotations.consensus_drain", retry=True, retry_policy=_PUBLISH_RETRY)
             except Exception:
                 client.delete(DRAIN_FLAG)  # best effort: let the next completion try again
                 raise
@@ -144,15 +147,16 @@ def task_consensus_settle(*, task_id: int) -> None:
         Task.objects.filter(pk=task_id, consensus_due_at=seen).update(consensus_due_at=None)
 
 
-def consensus_drain(*, budget_s: float = DRAIN_BUDGET_S) -> int:
+def consensus_drain(*, budget_s: float = DRAIN_BUDGET_S, wait_s: float = DRAIN_DELAY_S) -> int:
     """Compute the consensus of every marked task, a campaign's batch at a time; returns how many.
 
     Clears the drain flag before reading, so a completion committed from then on queues another drain.
     Each mark is cleared only if it is still the one read (a later completion keeps its own). A batch that
     fails is retried task by task, so one bad task is logged and left marked for the sweep.
     """
-    client = _flag_client()
+    client = None if current_app.conf.task_always_eager else _flag_client()
     if client is not None:
+        time.sleep(wait_s)  # the burst's other completions see the flag and join this drain
         try:
             client.delete(DRAIN_FLAG)
         except redis.RedisError:

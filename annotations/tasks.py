@@ -29,7 +29,7 @@ def task_consensus_update(task_id: int) -> None:
     followup.task_consensus_settle(task_id=task_id)
 
 
-@shared_task(name="annotations.consensus_drain", ignore_result=True, **_QUALITY_RETRY)
+@shared_task(name="annotations.consensus_drain", ignore_result=True, acks_late=False, **_QUALITY_RETRY)
 def consensus_drain() -> int:
     """Consensus of every task marked due, in batches per campaign (queued once per burst of completions)."""
     return followup.consensus_drain()

@@ -112,11 +112,11 @@ def test_with_a_broker_a_burst_of_completions_queues_one_drain(monkeypatch, djan
     campaign = factories.open_campaign(overlap=1, max_overlap=1)
     with django_capture_on_commit_callbacks(execute=True):
         tasks = _judge(campaign, 4, 1)
-    assert queued == [("annotations.consensus_drain", (), followup.DRAIN_DELAY_S)]
+    assert queued == [("annotations.consensus_drain", (), None)]
     assert Task.objects.filter(pk__in=[t.pk for t in tasks], consensus_due_at__isnull=False).count() == 4
 
     # The drain clears the flag before it reads: a completion from then on queues the next drain.
-    assert followup.consensus_drain() == 4
+    assert followup.consensus_drain(wait_s=0.1) == 4
     assert flags.get(followup.DRAIN_FLAG) is None
     with django_capture_on_commit_callbacks(execute=True):
         _judge(campaign, 1, 1)
