@@ -68,3 +68,12 @@ def test_campaigns_page_lists_the_labs_campaigns_with_progress(member_client, la
     assert "Cardiology pairs" in html and theirs.name not in html
     assert f"/labs/campaigns/{mine.pk}/quality" in html
     assert "0 / 12" in html  # judgments of judgments wanted (4 tasks x overlap 3)
+
+
+def test_progress_counts_say_what_they_count(member_client, lab):
+    campaign = factories.open_campaign(lab=lab, overlap=3)
+    factories.tasks_bulk(campaign, 3)
+    factories.tasks_bulk(campaign, 2, prefix="gold", gold=[1, 2])
+    html = member_client.get(f"/labs/campaigns/{campaign.pk}/quality").content.decode()
+    assert "0 of 9 judgments on regular tasks at overlap 3" in html  # gold tasks are not in the 9
+    assert "2 gold tasks, answered apart from these counts" in html
