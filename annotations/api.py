@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.http import Http404
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
 from rest_framework.parsers import BaseParser, MultiPartParser
@@ -161,9 +162,24 @@ class CampaignListCreateApi(ListAPIView):
 
 
 class CampaignDetailApi(APIView):
-    """Detail with progress counts. Lab members of the owning lab; vetted experts for open campaigns they may rate."""
+    """GET: detail with progress counts, for lab members of the owning lab and vetted experts for open campaigns
+    they may rate. PATCH: a member of the owning lab edits it, as far as its status allows."""
 
     permission_classes = [IsLabMemberOrExpert]
+
+    class UpdateInput(CampaignListCreateApi.CreateInput):
+        """The create fields, all optional, with the same validators (partial: no default applies)."""
+
+        lab = None  # a campaign stays with its lab
+
+        def __init__(self, *args, **kwargs):
+            kwargs.setdefault("partial", True)
+            super().__init__(*args, **kwargs)
+
+        def validate(self, data):
+            if "overlap" in data and data.get("max_overlap") is not None and data["max_overlap"] < data["overlap"]:
+                raise serializers.ValidationError({"max_overlap": "must be at least overlap."})
+            return data
 
     @extend_schema(responses=CampaignDetailOutput)
     def get(self, request, campaign_id: int):
@@ -173,6 +189,36 @@ class CampaignDetailApi(APIView):
         if request.user.labs.filter(pk=campaign.lab_id).exists():
             return Response(CampaignDetailOutput(campaign).data)
         return Response(ExpertCampaignOutput(campaign).data)
+
+    @extend_schema(
+        request=UpdateInput,
+        responses={
+            200: CampaignDetailOutput,
+            400: OpenApiResponse(description="Invalid values, with the create endpoint's messages."),
+            404: OpenApiResponse(description="No such campaign of your labs."),
+            409: OpenApiResponse(
+                response=OpenApiTypes.OBJECT,
+                description="A field the campaign's status does not let change, named with why; a closed campaign "
+                            "cannot be edited.",
+                examples=[OpenApiExample("Refused", status_codes=["409"], response_only=True, value={"errors": [
+                    {"field": "overlap", "message": "overlap: can only rise once the campaign has opened and "
+                                                    "experts may have rated (it is 3)."}]})]),
+        },
+        examples=[
+            OpenApiExample("Reword and raise the overlap of an open campaign",
+                           value={"name": "Contract clauses (v2)", "guidelines": "Prefer the enforceable clause.",
+                                  "overlap": 4, "max_overlap": 6}, request_only=True),
+        ],
+    )
+    def patch(self, request, campaign_id: int):
+        if not IsLabMember().has_permission(request, self):
+            raise ApiError([{"message": IsLabMember.message}], status_code=403)
+        campaign = selectors.campaign_for_lab_member(user=request.user, campaign_id=campaign_id)
+        data = self.UpdateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        campaign = call_service(services.campaign_update, campaign=campaign, actor=request.user,
+                                **data.validated_data)
+        return Response(CampaignDetailOutput(campaign).data)
 
 
 class CampaignTransitionApi(APIView):

@@ -83,7 +83,7 @@ class ApiForm(forms.Form):
         box as false (DRF would take a box left out of a form for its default)."""
         data = self.data.copy()
         for name, field in self.fields.items():
-            if isinstance(field, forms.BooleanField) and name not in data:
+            if isinstance(field, forms.BooleanField) and name not in data and not field.disabled:
                 data[name] = "false"
         for name in list(data):
             values = [value for value in data.getlist(name) if value.strip()]
@@ -153,6 +153,33 @@ class CampaignForm(ApiForm):
                 required=False, label="Lab", help_text="You belong to several labs: the campaign is this one's.",
                 widget=forms.Select(choices=[("", "Choose a lab")] + [(lab.slug, lab.name) for lab in labs]))
             self.order_fields(["lab"])
+
+
+class CampaignEditForm(CampaignForm):
+    """The fields of ``PATCH /api/v1/campaigns/{id}/``, prefilled with the campaign's values. ``locks``: why a
+    field cannot change in the campaign's status (shown disabled, with the reason); ``limits``: the bound on an
+    editable field's new value. Both come from the service that enforces them."""
+
+    def __init__(self, *args, campaign: Campaign, locks: dict[str, str | None], limits: dict[str, str | None],
+                 **kwargs):
+        initial = {}
+        for name in self.base_fields:
+            value = getattr(campaign, name)
+            initial[name] = ", ".join(value) if isinstance(value, list) else value
+        super().__init__(*args, initial=initial, **kwargs)
+        for name, field in self.fields.items():
+            if locks.get(name):
+                field.disabled = True
+                field.help_text = f"Read-only: {locks[name]}"
+            elif limits.get(name):
+                field.help_text = f"{field.help_text} Now it {limits[name]}"
+
+    def api_data(self):
+        """As the create form's, except that cleared guidelines are sent as blank (an edit may clear them)."""
+        data = super().api_data()
+        if "guidelines" in self.data and "guidelines" not in data and not self.fields["guidelines"].disabled:
+            data["guidelines"] = ""
+        return data
 
 
 class TaskUploadForm(forms.Form):

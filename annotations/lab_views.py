@@ -5,8 +5,8 @@ leak, and so is every lab page for an account that is no lab member. Raters
 appear by handle only. Charts are SVG drawn on the server
 (``annotations.quality.charts``).
 
-The console creates a campaign, then opens, pauses or closes it, uploads its
-tasks and exports its data. Each action calls the service its API endpoint
+The console creates a campaign, edits it as far as its status allows, opens,
+pauses or closes it, uploads its tasks and exports its data. Each action calls the service its API endpoint
 calls and validates input with that endpoint's serializer, so a page shows
 the API's own messages: a refused form or upload is rendered in place with
 the API's status code (400, 409, 413), a refused state change comes back as
@@ -29,11 +29,11 @@ from django.views.decorators.http import require_POST
 from rest_framework.fields import empty
 
 from annotations import roles, selectors, services
-from annotations.api import CampaignListCreateApi
+from annotations.api import CampaignDetailApi, CampaignListCreateApi
 from annotations.api_exports import CampaignExportsApi
 from annotations.exports import selectors as export_selectors
 from annotations.exports import services as export_services
-from annotations.forms import ApiForm, CampaignForm, ExportRequestForm, TaskUploadForm
+from annotations.forms import ApiForm, CampaignEditForm, CampaignForm, ExportRequestForm, TaskUploadForm
 from annotations.importing import ImportErrors, RowError, iter_array, iter_jsonl
 from annotations.models import Campaign, QualityReport
 from annotations.quality import charts
@@ -141,7 +141,10 @@ def _api_validated(form: ApiForm, serializer_class) -> dict[str, Any] | None:
 
 def _refused(form: ApiForm, exc: ServiceError | DjangoValidationError) -> None:
     if isinstance(exc, ServiceError):
-        _add_error(form, exc.field, [exc.message])
+        message = exc.message
+        if exc.field in form.fields and message.startswith(f"{exc.field}: "):
+            message = message[len(exc.field) + 2:]  # the page names the field by its label
+        _add_error(form, exc.field, [message])
         return
     errors = exc.message_dict if hasattr(exc, "message_dict") else {NON_FIELD_ERRORS: exc.messages}
     for field, lines in errors.items():
@@ -188,6 +191,38 @@ def campaign_new(request):
                                           "it, then open it.")
                 return redirect(CONSOLE, campaign.pk)
     return render(request, "annotations/lab_campaign_new.html", {"form": form}, status=400)
+
+
+def _edit_form(campaign: Campaign, data=None) -> CampaignEditForm:
+    names = services.CAMPAIGN_EDITABLE
+    return CampaignEditForm(data, campaign=campaign,
+                            locks={name: services.campaign_field_lock(campaign, name) for name in names},
+                            limits={name: services.campaign_field_limit(campaign, name) for name in names})
+
+
+@login_required
+def campaign_edit(request, campaign_id: int):
+    """Edit a campaign through ``services.campaign_update``, as ``PATCH /api/v1/campaigns/{id}/`` does: the
+    fields its status fixes are shown read-only with the reason; a refusal is shown in place (400, 409)."""
+    campaign = _member_campaign(request, campaign_id)
+    closed = services.campaign_field_lock(campaign, "name") if campaign.status == Campaign.Status.CLOSED else None
+    if request.method != "POST":
+        return render(request, "annotations/lab_campaign_edit.html",
+                      {"campaign": campaign, "form": _edit_form(campaign), "closed": closed})
+    form = _edit_form(campaign, request.POST)
+    fields = _api_validated(form, CampaignDetailApi.UpdateInput)
+    status = 400
+    if fields is not None:
+        try:
+            campaign = services.campaign_update(campaign=campaign, actor=request.user, **fields)
+        except (ServiceError, DjangoValidationError) as exc:
+            status = exc.status if isinstance(exc, ServiceError) else 400
+            _refused(form, exc)
+        else:
+            messages.success(request, f"Saved the settings of \u201c{campaign.name}\u201d.")
+            return redirect(CONSOLE, campaign.pk)
+    return render(request, "annotations/lab_campaign_edit.html",
+                  {"campaign": campaign, "form": form, "closed": closed}, status=status)
 
 
 def _transitions(campaign: Campaign) -> list[str]:

@@ -24,6 +24,7 @@ urlpatterns = [
 urlpatterns += [
     path("labs/campaigns/new/", lab_views.campaign_new, name="lab-campaign-new"),
     path("labs/campaigns/<int:campaign_id>/", lab_views.campaign_console, name="lab-campaign-console"),
+    path("labs/campaigns/<int:campaign_id>/edit/", lab_views.campaign_edit, name="lab-campaign-edit"),
     path("labs/campaigns/<int:campaign_id>/open", lab_views.campaign_transition, {"action": "open"},
          name="lab-campaign-open"),
     path("labs/campaigns/<int:campaign_id>/pause", lab_views.campaign_transition, {"action": "pause"},

@@ -16,6 +16,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from annotations.audit import audit_record
 from annotations.importing import ImportErrors, TaskRow, iter_valid, prompt_key, validate_all
 from annotations.models import Campaign, Lab, Response, Task
 from datadao.errors import ServiceError  # noqa: F401 (annotations.services.ServiceError: what callers import)
@@ -30,16 +31,120 @@ def campaign_create(*, lab: Lab, name: str, domain: str, **fields: Any) -> Campa
     if fields.get("allowed_uses") is None:
         fields["allowed_uses"] = ["research", "commercial-training"]
     if fields.get("data_for_sale"):
-        from annotations.licences import licence_allows_sale
-
-        if not fields.get("data_price"):
-            raise ServiceError("give the price of one export, in base units.", field="data_price")
-        refusal = licence_allows_sale(fields.get("licence") or Campaign._meta.get_field("licence").default)
-        if refusal:
-            raise ServiceError(refusal, field="licence")
+        _check_sale(fields.get("data_price"), fields.get("licence") or Campaign._meta.get_field("licence").default)
     campaign = Campaign(lab=lab, name=name, domain=domain, **fields)
     campaign.full_clean()
     campaign.save()
+    return campaign
+
+
+def _check_sale(price: int | None, licence: str) -> None:
+    """Refuse data put up for sale without a price, or under a licence that does not allow selling it."""
+    from annotations.licences import licence_allows_sale
+
+    if not price:
+        raise ServiceError("give the price of one export, in base units.", field="data_price")
+    refusal = licence_allows_sale(licence)
+    if refusal:
+        raise ServiceError(refusal, field="licence")
+
+
+# Editing. Which fields may change depends on the status, and this is the one place that says so:
+# the API (PATCH /api/v1/campaigns/{id}/) and the console's edit page both ask ``campaign_field_lock``.
+
+CAMPAIGN_EDITABLE = (
+    "name", "domain", "guidelines", "responses_per_task", "strength_scale", "attribute_axes", "rationale_required",
+    "rationale_min_length", "overlap", "max_overlap", "gold_rate", "lease_minutes", "reward_per_judgment",
+    "min_stake", "licence", "allowed_uses", "consensus_min_margin", "gold_bar", "q_min", "pay_confidence",
+    "gold_weight", "stake_beta", "slash_fraction", "data_for_sale", "data_price", "data_value_weighting",
+    "data_value_cap",
+)
+# Once open (or paused) only what leaves work already done valid may change: the names and texts, the
+# rationale length and lease time of judgments still to come, and the overlap upwards (more raters per task).
+_RUNNING_EDITABLE = frozenset({"name", "guidelines", "rationale_min_length", "lease_minutes", "overlap", "max_overlap"})
+_RISE_ONLY = frozenset({"overlap", "max_overlap"})
+_FORM = "judgments already made used the current form"
+_TERMS = "experts rate on these terms, and settlement and corrections of work already done read them"
+_QUALITY = "quality and pay of work already done are computed with it"
+_RIGHTS = "experts contributed under the current data terms"
+_DRAFT_ONLY_WHY = {
+    "domain": "experts were admitted by their vetting in this domain",
+    "responses_per_task": _FORM, "strength_scale": _FORM, "attribute_axes": _FORM, "rationale_required": _FORM,
+    "reward_per_judgment": _TERMS, "min_stake": _TERMS, "stake_beta": _TERMS, "slash_fraction": _TERMS,
+    "gold_rate": _QUALITY, "consensus_min_margin": _QUALITY, "gold_bar": _QUALITY, "q_min": _QUALITY,
+    "pay_confidence": _QUALITY, "gold_weight": _QUALITY, "data_value_weighting": _QUALITY,
+    "data_value_cap": _QUALITY,
+    "licence": _RIGHTS, "allowed_uses": _RIGHTS,
+    "data_for_sale": "the sale is set through POST /api/v1/campaigns/{id}/data-sale",
+    "data_price": "the sale is set through POST /api/v1/campaigns/{id}/data-sale",
+}
+CLOSED_REFUSAL = "a closed campaign cannot be edited."
+
+
+def campaign_field_lock(campaign: Campaign, name: str) -> str | None:
+    """Why field ``name`` cannot change in the campaign's status; None when it may (``campaign_field_limit``
+    may still bound its new value)."""
+    if campaign.status == Campaign.Status.CLOSED:
+        return CLOSED_REFUSAL
+    if campaign.status == Campaign.Status.DRAFT:
+        if name == "responses_per_task" and campaign.task_count:
+            return (f"can change only before tasks are imported (they have {campaign.responses_per_task} "
+                    "responses each).")
+        return None
+    if name in _RUNNING_EDITABLE:
+        return None
+    return f"can change only while the campaign is a draft: {_DRAFT_ONLY_WHY[name]}."
+
+
+def campaign_field_limit(campaign: Campaign, name: str) -> str | None:
+    """The bound on an editable field's new value in the campaign's status, e.g. an overlap that may only rise."""
+    if campaign.status in (Campaign.Status.OPEN, Campaign.Status.PAUSED) and name in _RISE_ONLY:
+        return f"can only rise once the campaign has opened and experts may have rated (it is {getattr(campaign, name)})."
+    return None
+
+
+@transaction.atomic
+def campaign_update(*, campaign: Campaign, actor: Any = None, **fields: Any) -> Campaign:
+    """Change a campaign's settings, as far as its status allows (``campaign_field_lock``).
+
+    A field given with its current value is no change and never refused, so a whole form or object can
+    be sent back. A refused field answers 409 naming it and why. A raised overlap applies to the tasks
+    still open; while a draft, to all its tasks.
+    """
+    for name in fields:
+        if name not in CAMPAIGN_EDITABLE:
+            raise ServiceError(f"{name}: cannot be edited.", field=name)
+    campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    if campaign.status == Campaign.Status.CLOSED:
+        raise ServiceError(CLOSED_REFUSAL, field="status", status=409)
+    changes = {name: fields[name] for name in CAMPAIGN_EDITABLE
+               if name in fields and fields[name] != getattr(campaign, name)}
+    for name, value in changes.items():
+        refusal = campaign_field_lock(campaign, name)
+        if refusal is None and name in _RISE_ONLY and value < getattr(campaign, name):
+            refusal = campaign_field_limit(campaign, name)
+        if refusal:
+            raise ServiceError(f"{name}: {refusal}", field=name, status=409)
+    if not changes:
+        return campaign
+    before = {name: getattr(campaign, name) for name in changes}
+    for name, value in changes.items():
+        setattr(campaign, name, value)
+    if campaign.max_overlap < campaign.overlap:
+        raise ServiceError(f"must be at least overlap ({campaign.overlap}).", field="max_overlap")
+    if campaign.data_for_sale and changes.keys() & {"data_for_sale", "data_price", "licence"}:
+        _check_sale(campaign.data_price, campaign.licence)
+    campaign.full_clean()
+    campaign.save(update_fields=[*changes, "updated_at"])
+    if "overlap" in changes:
+        tasks = Task.objects.filter(campaign=campaign, is_gold=False)
+        if campaign.status == Campaign.Status.DRAFT:
+            tasks = tasks.filter(filled__lte=campaign.overlap)  # a draft hands out no tasks: all are empty
+        else:
+            tasks = tasks.filter(state=Task.State.OPEN, target_overlap__lt=campaign.overlap)
+        tasks.update(target_overlap=campaign.overlap)
+    audit_record(action="campaign.update", actor=actor, obj=campaign,
+                 details={name: [before[name], value] for name, value in changes.items()})
     return campaign
 
 

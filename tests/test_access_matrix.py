@@ -179,6 +179,10 @@ MATRIX: dict[tuple[str, str], tuple[str, str, object, dict]] = {
         "get", "/api/v1/campaigns/{campaign}/", None, _e(API_ANON, 200, 200, 200, 404, 403)),
     ("annotations_api:campaign-detail", "other-lab"): (
         "get", "/api/v1/campaigns/{other_campaign}/", None, _e(API_ANON, 200, 200, 404, 200, 403)),
+    ("annotations_api:campaign-detail", "edit"): (
+        "patch", "/api/v1/campaigns/{campaign}/", {"name": "Renamed"}, _e(API_ANON, 403, 403, 200, 404, 403)),
+    ("annotations_api:campaign-detail", "edit-other-lab"): (
+        "patch", "/api/v1/campaigns/{other_campaign}/", {"name": "Renamed"}, _e(API_ANON, 403, 403, 404, 200, 403)),
     ("annotations_api:campaign-open", ""): (
         "post", "/api/v1/campaigns/{campaign}/open", {}, _e(API_ANON, 403, 403, 409, 404, 403)),
     ("annotations_api:campaign-pause", ""): (
@@ -332,6 +336,10 @@ MATRIX.update({
         "post", "/labs/campaigns/new/", {"name": "New", "domain": "law"}, _e(LOGIN, 404, 404, 302, 302, 404)),
     ("annotations_pages:lab-campaign-console", ""): (
         "get", "/labs/campaigns/{campaign}/", None, _e(LOGIN, 404, 404, 200, 404, 404)),
+    ("annotations_pages:lab-campaign-edit", ""): (
+        "get", "/labs/campaigns/{campaign}/edit/", None, _e(LOGIN, 404, 404, 200, 404, 404)),
+    ("annotations_pages:lab-campaign-edit", "save"): (
+        "post", "/labs/campaigns/{campaign}/edit/", {"name": "Renamed"}, _e(LOGIN, 404, 404, 302, 404, 404)),
     ("annotations_pages:lab-campaign-open", ""): (
         "post", "/labs/campaigns/{campaign}/open", {}, _e(LOGIN, 404, 404, 302, 404, 404)),
     ("annotations_pages:lab-campaign-pause", ""): (
@@ -388,6 +396,8 @@ def _request(world: World, role: str, method: str, path: str, body):
         return client.get(path)
     if method == "delete":
         return client.delete(path)
+    if method == "patch":
+        return client.patch(path, _fill(body, ids), format="json")
     if api:
         return client.post(path, _fill(body, ids), format="json")
     return client.post(path, _fill(body, ids))

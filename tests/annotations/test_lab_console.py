@@ -121,6 +121,69 @@ def test_a_member_of_several_labs_chooses_the_lab(client, lab):
 
 
 # --------------------------------------------------------------------------
+# Editing a campaign
+# --------------------------------------------------------------------------
+
+
+def test_the_edit_page_shows_the_current_values_and_what_the_status_fixes(member, lab):
+    draft = factories.CampaignFactory(lab=lab, name="Triage", attribute_axes=["correctness", "clarity"])
+    console = member.get(f"/labs/campaigns/{draft.pk}/")
+    assert f'href="/labs/campaigns/{draft.pk}/edit/"' in console.content.decode()
+    page = member.get(f"/labs/campaigns/{draft.pk}/edit/")
+    form = page.context["form"]
+    assert page.status_code == 200 and "lab" not in form.fields
+    assert (form["name"].value(), form["overlap"].value(), form["attribute_axes"].value()) == (
+        "Triage", 3, "correctness, clarity")
+    assert not any(field.disabled for field in form.fields.values())  # a draft: everything may change
+
+    running = factories.open_campaign(lab=lab, reward_per_judgment=5)
+    form = member.get(f"/labs/campaigns/{running.pk}/edit/").context["form"]
+    assert form["reward_per_judgment"].value() == 5 and form.fields["reward_per_judgment"].disabled
+    assert form.fields["reward_per_judgment"].help_text.startswith(
+        "Read-only: can change only while the campaign is a draft")
+    assert not form.fields["name"].disabled and not form.fields["overlap"].disabled
+    assert "can only rise once the campaign has opened" in form.fields["overlap"].help_text
+
+
+def test_a_refused_edit_shows_the_reason_in_place(member, lab_client, lab):
+    running = factories.open_campaign(lab=lab)
+    refused = member.post(f"/labs/campaigns/{running.pk}/edit/", {"name": "Renamed", "overlap": "2"})
+    assert refused.status_code == 409
+    api = lab_client.patch(f"/api/v1/campaigns/{running.pk}/", {"overlap": 2}, format="json")
+    assert api.status_code == 409
+    assert "Overlap: can only rise once the campaign has opened and experts may have rated (it is 3)." in _text(
+        refused)
+    assert _api_messages(api)[0] == "overlap: can only rise once the campaign has opened and experts may have " \
+                                    "rated (it is 3)."
+    # A field the page shows read-only, sent anyway, is refused by the same rule.
+    refused = member.post(f"/labs/campaigns/{running.pk}/edit/", {"q_min": "0.7"})
+    assert refused.status_code == 409 and "can change only while the campaign is a draft" in _text(refused)
+    invalid = member.post(f"/labs/campaigns/{running.pk}/edit/", {"overlap": "0"})
+    assert invalid.status_code == 400 and "Ensure this value is greater than or equal to 1." in _text(invalid)
+    running.refresh_from_db()
+    assert (running.name, running.overlap, running.q_min) != ("Renamed", 2, 0.7) and running.overlap == 3
+
+    Campaign.objects.filter(pk=running.pk).update(status=Campaign.Status.CLOSED)
+    page = member.get(f"/labs/campaigns/{running.pk}/edit/")
+    assert "a closed campaign cannot be edited." in _text(page)
+    assert all(field.disabled for field in page.context["form"].fields.values())
+    assert member.post(f"/labs/campaigns/{running.pk}/edit/", {"name": "Late"}).status_code == 409
+
+
+def test_a_good_edit_saves_and_goes_back_to_the_console(member, lab):
+    running = factories.open_campaign(lab=lab, name="Triage", strength_scale=True)
+    form = member.get(f"/labs/campaigns/{running.pk}/edit/").context["form"]
+    data = {**_form_data(form), "name": "Triage, second round", "overlap": "4", "guidelines": ""}
+    saved = member.post(f"/labs/campaigns/{running.pk}/edit/", data)
+    assert saved.status_code == 302 and saved["Location"] == f"/labs/campaigns/{running.pk}/"
+    running.refresh_from_db()
+    assert (running.name, running.overlap, running.guidelines) == ("Triage, second round", 4, "")
+    assert running.strength_scale is True  # a read-only box is not sent, so not taken for unticked
+    console = _text(member.get(saved["Location"]))
+    assert "Triage, second round" in console and "Saved the settings" in console
+
+
+# --------------------------------------------------------------------------
 # Uploading tasks
 # --------------------------------------------------------------------------
 
