@@ -194,8 +194,9 @@ def blended_quality(
     n_g = _as_float_array("gold_n", gold_n) * gold_weight
     a, n_a, g, n_g = np.broadcast_arrays(a, n_a, g, n_g)
     n_eff = n_a + n_g
-    safe = np.where(n_eff > 0, n_eff, 1.0)
-    q = np.where(n_eff > 0, (n_a * a + n_g * g) / safe, 0.5)
+    some = n_eff >= 1e-6  # as in paid_quality: less than a millionth of an answer is no evidence
+    safe = np.where(some, n_eff, 1.0)
+    q = np.where(some, (n_a * a + n_g * g) / safe, 0.5)
     return np.clip(q, 0.0, 1.0), n_eff
 
 
