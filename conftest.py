@@ -1,5 +1,14 @@
 """Shared fixtures for the whole suite."""
+import os
+
 import pytest
+from hypothesis import settings as hypothesis_settings
+
+# Property tests explore new examples on every developer's run; CI (.ci/run sets HYPOTHESIS_PROFILE=ci)
+# replays a fixed derivation, so a landing never hangs on an example found by chance that day. What
+# exploration finds goes into the test as an @example.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 # Django-free maths tests (agreement, weighting, Merkle) must also collect
 # without Django settings, so nothing Django-bound is imported at module level.
