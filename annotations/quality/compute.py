@@ -79,6 +79,11 @@ COLLUSION_MIN_SHARED = 10
 COLLUSION_MAX_P = 1e-3
 # Co-ratings (with anyone) a rater needs before its shared errors are tested as a whole (signals.ring_errors).
 RING_MIN_CORATED = 20
+# The ring flag needs both: shared errors over everything (consensus and gold units) at z > RING_Z, and on
+# gold alone at z > RING_GOLD_Z. Both z are conditional on where the others err (signals.ring_errors), so
+# an honest rater scores about a standard normal on each; measured, honest raters stayed under 2.4 and
+# 2.3, while a majority ring in a small campaign (40 judgments an account) scored 3.3-5.0 and 2.2-3.2.
+RING_Z = 3.0
 RING_GOLD_Z = 2.0
 OUTSIDE_MAX_SHARE = 0.3
 OUTSIDE_MIN_N = 10
@@ -430,7 +435,7 @@ def campaign_quality(
         np.concatenate([d_rater[settled], rater_row[on_gold]]),
         np.concatenate([d_unit[settled], real_tasks.size * n_pairs + g_task]),
         np.concatenate([is_error[settled], g_wrong]),
-        min_corated=RING_MIN_CORATED, z_threshold=COLLUSION_Z,
+        min_corated=RING_MIN_CORATED, z_threshold=RING_Z,
     )
     on_truth = signals.ring_errors(rater_row[on_gold], g_task, g_wrong, min_corated=1, z_threshold=RING_GOLD_Z,
                                    min_shared_errors=1)

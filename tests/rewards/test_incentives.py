@@ -44,6 +44,17 @@ SINGLE = sim.Scenario("single", "6 honest + that person's work on 1 account", (
 ), task_scale=2)  # twice the tasks, so the one account never runs out of work the three accounts did
 
 
+# A ring that makes most of the raters: against its own consensus it looks right, so only gold and the
+# ring test (errors where the others err) stand between it and the budget; the honest raters it outvotes
+# must not be read as the ring. ~650 judgments over 10 accounts (65 each, as in the bench; at 40 each the
+# ring test has too little evidence and part of such a ring escapes it: see bench/README.md).
+MAJORITY_CONFIG = sim.RunConfig(tasks=160, gold=20, judgments=650, quality_every=150)
+MAJORITY = sim.Scenario("majority", "4 honest + 6-account ring (the majority)", (
+    sim.Cohort("honest", sim.HONEST, 4, honest_checks=True, honest_baseline=True),
+    sim.Cohort("ring", sim.RING, 6),
+))
+
+
 @pytest.fixture(scope="module")
 def outcomes(django_db_setup, django_db_blocker):
     """Each campaign played and settled once; the database is emptied afterwards (as a transactional test's is)."""
@@ -60,7 +71,8 @@ def outcomes(django_db_setup, django_db_blocker):
             call_command("flush", interactive=False, verbosity=0)
             try:
                 yield {s.name: sim.run(s, seed=SEED, config=config)
-                       for s, config in ((MIXED, MIXED_CONFIG), (SPLIT, SPLIT_CONFIG), (SINGLE, SPLIT_CONFIG))}
+                       for s, config in ((MIXED, MIXED_CONFIG), (SPLIT, SPLIT_CONFIG), (SINGLE, SPLIT_CONFIG),
+                                         (MAJORITY, MAJORITY_CONFIG))}
             finally:
                 call_command("flush", interactive=False, verbosity=0)
     finally:
@@ -110,3 +122,12 @@ def test_splitting_ones_work_over_accounts_pays_no_more_than_one_account(outcome
     assert single.judgments >= 0.9 * split.judgments  # the same work
     assert single.paid > 0
     assert split.paid <= single.paid
+
+
+def test_a_majority_ring_earns_nothing_and_no_honest_expert_is_held_for_it(outcomes):
+    result = outcomes["majority"]
+    figures = sim.label_figures(result)
+    assert figures["ring"].paid <= 0.05 * result.budget
+    honest = [a for a in result.accounts if a.label == "honest"]
+    assert [a.held for a in honest] == [0] * len(honest)  # outvoted by the ring, not mistaken for it
+    assert figures["honest"].paid > 0
