@@ -122,7 +122,9 @@ def child(campaign_id: int, export_format: str, file_format: str) -> None:
     from annotations.exports import services
     from annotations.models import Campaign
 
-    tasks.export_build.delay = lambda *args, **kwargs: None  # built below, timed, not by the request
+    # Built below, timed, not by the request: it queues the build by name (datadao.jobs.job_queue ->
+    # apply_async), which in-process Celery would run at once, untimed.
+    tasks.export_build.apply_async = lambda *args, **kwargs: None
 
     campaign = Campaign.objects.get(pk=campaign_id)
     export = services.export_request(campaign=campaign, user=None, format=export_format, file_format=file_format,
