@@ -154,6 +154,7 @@ _TRANSITIONS = {
     "close": ({Campaign.Status.DRAFT, Campaign.Status.OPEN, Campaign.Status.PAUSED}, Campaign.Status.CLOSED),
 }
 
+
 def campaign_transitions_allowed(campaign: Campaign) -> list[str]:
     """The actions ``campaign_transition`` accepts from the campaign's status (what a console offers)."""
     return [action for action, (allowed, _) in _TRANSITIONS.items() if campaign.status in allowed]

@@ -68,6 +68,12 @@ def escrow_balance(*, campaign: Campaign) -> int:
     )
 
 
+def escrow_entries(*, campaign: Campaign) -> QuerySet[LedgerEntry]:
+    """The campaign escrow's ledger lines, newest first (the lab's funding page)."""
+    return (LedgerEntry.objects.filter(account__kind=Account.Kind.ESCROW, account__campaign=campaign)
+            .select_related("transaction").order_by("-created_at", "-id"))
+
+
 def accounts_of_user(user) -> QuerySet[Account]:
     """The accounts whose history ``user`` may read: their own expert accounts, their labs' and campaigns'."""
     if not user or not user.is_authenticated:

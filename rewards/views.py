@@ -22,7 +22,7 @@ from annotations.services import ServiceError
 from rewards import chain, selectors, services
 from rewards.amounts import format_amount
 from rewards.forms import AmountForm, FundForm
-from rewards.models import Account, EpochClaim, EpochReward, LedgerEntry, Slash
+from rewards.models import Account, EpochClaim, EpochReward, Slash
 
 
 def _wallet_expert(request) -> Expert:
@@ -167,8 +167,7 @@ def campaign_fund(request, campaign_id: int):
             status = 400
     else:
         form = FundForm(initial={"key": uuid.uuid4().hex})
-    entries = (LedgerEntry.objects.filter(account__kind=Account.Kind.ESCROW, account__campaign=campaign)
-               .select_related("transaction").order_by("-created_at", "-id")[:ESCROW_ENTRIES_SHOWN])
+    entries = selectors.escrow_entries(campaign=campaign)[:ESCROW_ENTRIES_SHOWN]
     return render(request, "rewards/lab_fund.html", {
         "campaign": campaign,
         "form": form,
