@@ -2,7 +2,7 @@
 from django.contrib import admin, messages
 
 from annotations import tokens_service
-from annotations.admin_moderation import ReadOnly
+from annotations.admin_access import ReadOnly
 from annotations.models import ApiToken
 
 

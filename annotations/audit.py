@@ -3,7 +3,7 @@
 ``audit_record`` is the one writer of ``AuditEvent`` rows. It is called by
 
 * the admin site, for every admin request that changes something
-  (``annotations.admin_site``: saves, deletions and actions, with the
+  (``moderation.admin_site``: saves, deletions and actions, with the
   action's name and the selected ids);
 * moderation services (``dispute.resolve``, ``task.adjudicate`` ...);
 * the ledger's posting function, once per transaction it creates

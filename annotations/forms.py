@@ -175,11 +175,18 @@ class CampaignEditForm(CampaignForm):
                 field.help_text = f"{field.help_text} Now it {limits[name]}"
 
     def api_data(self):
-        """As the create form's, except that cleared guidelines are sent as blank (an edit may clear them)."""
+        """As the create form's, except that a field the lab emptied is sent empty rather than left out (an edit
+        may clear guidelines, attribute axes or allowed uses). A form body cannot carry an empty list, so then
+        the data goes to the serializer as plain JSON-like data, lists as lists."""
         data = super().api_data()
-        if "guidelines" in self.data and "guidelines" not in data and not self.fields["guidelines"].disabled:
-            data["guidelines"] = ""
-        return data
+        cleared = [name for name in ("guidelines", *self.LIST_FIELDS)
+                   if name in self.data and name not in data and name in self.fields and not self.fields[name].disabled]
+        if not cleared:
+            return data
+        plain = {name: data.getlist(name) if name in self.LIST_FIELDS else data[name] for name in data}
+        for name in cleared:
+            plain[name] = [] if name in self.LIST_FIELDS else ""
+        return plain
 
 
 class TaskUploadForm(forms.Form):

@@ -15,6 +15,7 @@ an error message, a success redirects back to the console. Funding and escrow li
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
@@ -39,6 +40,7 @@ from annotations.models import Campaign, QualityReport
 from annotations.quality import charts
 from annotations.quality import selectors as quality_selectors
 from annotations.services import ServiceError
+from datadao.api import ImportThrottle
 
 
 def lab_member(request) -> None:
@@ -128,7 +130,7 @@ def _add_error(form: ApiForm, field: str | None, lines: list[str]) -> None:
     form.add_error(field if field in form.fields else None, lines)
 
 
-def _api_validated(form: ApiForm, serializer_class) -> dict[str, Any] | None:
+def api_validated(form: ApiForm, serializer_class) -> dict[str, Any] | None:
     """The form's input validated by the API's serializer; None, with its errors on the form, when invalid."""
     form.is_valid()  # the form itself takes anything; it only needs cleaned_data for add_error
     serializer = serializer_class(data=form.api_data())
@@ -139,7 +141,7 @@ def _api_validated(form: ApiForm, serializer_class) -> dict[str, Any] | None:
     return None
 
 
-def _refused(form: ApiForm, exc: ServiceError | DjangoValidationError) -> None:
+def form_refused(form: ApiForm, exc: ServiceError | DjangoValidationError) -> None:
     if isinstance(exc, ServiceError):
         message = exc.message
         if exc.field in form.fields and message.startswith(f"{exc.field}: "):
@@ -178,14 +180,14 @@ def campaign_new(request):
         form = CampaignForm(labs=labs, initial=_defaults(CampaignListCreateApi.CreateInput))
         return render(request, "annotations/lab_campaign_new.html", {"form": form})
     form = CampaignForm(request.POST, labs=labs)
-    fields = _api_validated(form, CampaignListCreateApi.CreateInput)
+    fields = api_validated(form, CampaignListCreateApi.CreateInput)
     if fields is not None:
         lab = _chosen_lab(form, labs, fields.pop("lab", None))
         if lab is not None:
             try:
                 campaign = services.campaign_create(lab=lab, **fields)
             except (ServiceError, DjangoValidationError) as exc:
-                _refused(form, exc)
+                form_refused(form, exc)
             else:
                 messages.success(request, f"Created \u201c{campaign.name}\u201d as a draft. Upload its tasks, fund "
                                           "it, then open it.")
@@ -210,14 +212,14 @@ def campaign_edit(request, campaign_id: int):
         return render(request, "annotations/lab_campaign_edit.html",
                       {"campaign": campaign, "form": _edit_form(campaign), "closed": closed})
     form = _edit_form(campaign, request.POST)
-    fields = _api_validated(form, CampaignDetailApi.UpdateInput)
+    fields = api_validated(form, CampaignDetailApi.UpdateInput)
     status = 400
     if fields is not None:
         try:
             campaign = services.campaign_update(campaign=campaign, actor=request.user, **fields)
         except (ServiceError, DjangoValidationError) as exc:
             status = exc.status if isinstance(exc, ServiceError) else 400
-            _refused(form, exc)
+            form_refused(form, exc)
         else:
             messages.success(request, f"Saved the settings of \u201c{campaign.name}\u201d.")
             return redirect(CONSOLE, campaign.pk)
@@ -305,6 +307,13 @@ def campaign_tasks_import(request, campaign_id: int):
     """Import an uploaded file all-or-nothing through ``services.task_import``; errors and counts in place."""
     campaign = _member_campaign(request, campaign_id)
     form = TaskUploadForm(request.POST, request.FILES)
+    throttle = ImportThrottle()  # one budget with the API's import: same scope, same user
+    if not throttle.allow_request(request, None):
+        wait = math.ceil(throttle.wait() or 1)
+        response = _console(request, campaign, status=429, upload_form=form,
+                            import_errors=[f"too many uploads in a short time; try again in {wait} s."])
+        response["Retry-After"] = str(wait)
+        return response
     upload = request.FILES.get("file")
     if upload is None:
         return _console(request, campaign, status=400, upload_form=form,
@@ -326,14 +335,14 @@ def campaign_export_request(request, campaign_id: int):
     """Request an export through ``export_request`` with the API's filters; the job builds it."""
     campaign = _member_campaign(request, campaign_id)
     form = ExportRequestForm(request.POST)
-    fields = _api_validated(form, CampaignExportsApi.RequestInput)
+    fields = api_validated(form, CampaignExportsApi.RequestInput)
     if fields is not None:
         fields["tokenizer"] = fields.get("tokenizer") or None
         fields["use"] = fields.get("use") or None
         try:
             export = export_services.export_request(campaign=campaign, user=request.user, **fields)
         except ServiceError as exc:
-            _refused(form, exc)
+            form_refused(form, exc)
         else:
             messages.success(request, f"Export {export.pk} requested; it is listed below with its progress.")
             return redirect(CONSOLE, campaign.pk)

@@ -37,15 +37,6 @@ urlpatterns += [
          name="lab-campaign-export"),
 ]
 
-# Disputes and notifications.
-from annotations import moderation_views  # noqa: E402
-
-urlpatterns += [
-    path("disputes/", moderation_views.disputes_page, name="disputes"),
-    path("notifications/", moderation_views.notifications_page, name="notifications"),
-    path("notifications/read", moderation_views.notifications_read, name="notifications-read"),
-]
-
 # The account's API tokens (anyone signed in).
 from annotations import token_views  # noqa: E402
 

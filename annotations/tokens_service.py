@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from annotations import disputes
+from annotations.notifications import notification_send
 from annotations.models import ApiToken
 from datadao.errors import ServiceError
 from datadao.inputs import unstorable
@@ -105,7 +105,7 @@ def api_tokens_revoke(*, token_ids: list[int]) -> int:
         for token in ApiToken.objects.select_for_update().filter(pk__in=token_ids, revoked_at__isnull=True):
             token.revoked_at = now
             token.save(update_fields=["revoked_at"])
-            disputes.notification_send(user=token.user, kind="api_token_revoked",
+            notification_send(user=token.user, kind="api_token_revoked",
                               title=f"A moderator revoked your API token \u201c{token.name}\u201d",
                               body=f"The key starting {token.prefix} no longer works; make a new one if you "
                                    "still need it.", url="/account/tokens/")

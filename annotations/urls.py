@@ -33,16 +33,6 @@ urlpatterns += [
     path("exports/<int:export_id>/download", api_exports.ExportDownloadApi.as_view(), name="export-download"),
 ]
 
-# Disputes and notifications.
-from annotations import api_moderation  # noqa: E402
-
-urlpatterns += [
-    path("disputes", api_moderation.DisputeListCreateApi.as_view(), name="disputes"),
-    path("disputes/<int:dispute_id>", api_moderation.DisputeDetailApi.as_view(), name="dispute-detail"),
-    path("me/notifications", api_moderation.NotificationListApi.as_view(), name="me-notifications"),
-    path("me/notifications/read", api_moderation.NotificationReadApi.as_view(), name="me-notifications-read"),
-]
-
 # Self-service API tokens (any signed-in user, their own tokens).
 from annotations import api_tokens  # noqa: E402
 

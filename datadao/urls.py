@@ -3,14 +3,18 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
+from annotations import pages as annotation_pages
 from annotations import urls as annotation_urls
 from annotations import views as annotation_views
 from datadao.middleware import csp_override
 from datavalue import urls as datavalue_urls
+from moderation import pages as moderation_pages
+from moderation import urls as moderation_urls
 
 api_v1 = [
-    # One namespace for annotations' routes and datavalue's, whose URL names predate the app's split.
-    path("", include((annotation_urls.urlpatterns + datavalue_urls.urlpatterns, annotation_urls.app_name))),
+    # One namespace for annotations' routes, datavalue's and moderation's, whose URL names predate the split.
+    path("", include((annotation_urls.urlpatterns + datavalue_urls.urlpatterns + moderation_urls.urlpatterns,
+                      annotation_urls.app_name))),
     path("", include("rewards.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     # Swagger UI and ReDoc come from the app's static files (drf-spectacular-sidecar), so the docs work
@@ -33,7 +37,7 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
-    path("", include("annotations.pages")),
+    path("", include((annotation_pages.urlpatterns + moderation_pages.urlpatterns, annotation_pages.app_name))),
     path("wallet/", include("rewards.pages")),
 ]
 

@@ -2,7 +2,7 @@
 these rows are written by their Celery jobs."""
 from django.contrib import admin
 
-from annotations.admin_moderation import ReadOnly
+from annotations.admin_access import ReadOnly
 from datavalue.models import CampaignDataValueReport, DataValue, GenerationJob
 
 

@@ -13,6 +13,7 @@ from celery import shared_task
 from django.db import OperationalError, transaction
 from django.utils import timezone
 
+from annotations.embeddings import EncoderUnavailable
 from annotations.models import Campaign
 from datavalue.models import GenerationJob
 
@@ -28,7 +29,6 @@ _RETRY = {"autoretry_for": (OperationalError,), "retry_backoff": True, "max_retr
 @shared_task(name="annotations.campaign_embed", ignore_result=True, **_RETRY)
 def campaign_embed(campaign_id: int, batch_size: int = 64, compute_value: bool = True) -> int:
     """Embed the campaign's new prompts, responses and rationales; then compute data values."""
-    from annotations.embeddings import EncoderUnavailable
     from datavalue import services
 
     try:

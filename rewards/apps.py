@@ -25,19 +25,10 @@ class RewardsConfig(AppConfig):
 
         # What annotations asks of the money side (annotations never imports rewards).
         from annotations import money
-        from rewards import corrections, selectors
+        from rewards import selectors
 
         money.provide(money.RewardsSide(
             bonded_stake=_late(selectors, "expert_bonded_stake"),
             bonded_stakes=_late(selectors, "experts_bonded_stake"),
             campaign_earnings=_late(selectors, "campaign_earnings"),
-            slashes_of=_late(corrections, "slashes_of"),
-            slashes_disputable=_late(corrections, "slashes_disputable"),
-            slashed_campaign_ids=_late(corrections, "slashed_campaign_ids"),
-            judgment_epoch=_late(corrections, "judgment_epoch"),
-            epoch_reward_summary=_late(corrections, "epoch_reward_summary"),
-            judgment_reward_claw_back=_late(corrections, "judgment_reward_claw_back"),
-            judgment_reward_restore=_late(corrections, "judgment_reward_restore"),
-            slash_give_back=_late(corrections, "slash_give_back"),
-            fraud_slash=_late(corrections, "fraud_slash"),
         ))

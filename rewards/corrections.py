@@ -1,6 +1,6 @@
 """The money side of disputes: what a judgment earned, claw-backs, restorations, slashes given back.
 
-The dispute flow (``annotations.disputes``) decides; these services move
+The dispute flow (``moderation.services``) decides; these services move
 the tokens, through the ledger's posting function, each posting keyed so
 that resolving twice moves money once:
 

@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from annotations import roles
 from annotations.audit import audit_record
-from annotations.disputes import notification_send
+from annotations.notifications import notification_send
 from annotations.models import RaterQuality
 from annotations.services import ServiceError
 from rewards import ledger, services

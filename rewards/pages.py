@@ -1,4 +1,5 @@
-"""Rewards browser pages: the expert wallet and a lab's campaign funding page (mounted under /wallet/)."""
+"""Rewards browser pages: the expert wallet, a lab's ledger and its campaigns' funding and data-sale pages
+(mounted under /wallet/)."""
 from django.urls import path
 
 from rewards import views
@@ -11,4 +12,6 @@ urlpatterns = [
     path("unstake", views.unstake, name="unstake"),
     path("claims/<int:epoch_id>.json", views.claim_download, name="claim-download"),
     path("campaigns/<int:campaign_id>/fund/", views.campaign_fund, name="campaign-fund"),
+    path("campaigns/<int:campaign_id>/data-sale/", views.campaign_data_sale, name="campaign-data-sale"),
+    path("lab/", views.lab_ledger, name="lab-ledger"),
 ]

@@ -46,6 +46,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from annotations import licences
+from annotations.export_contributors import export_contributions
+from annotations.exports.services import export_request
 from annotations.models import Campaign, Export, Lab
 from annotations.services import ServiceError
 from datadao.jobs import job_queue
@@ -165,8 +167,6 @@ def data_purchase_create(
 
 
 def _purchase(campaign, buyer, user, use, format, price, client_key, filters) -> DataPurchase:  # noqa: A002
-    from annotations.exports.services import export_request
-
     buyer_account = ledger.lab_account(buyer)
     sales = ledger.sales_account(campaign)
     locked = ledger.lock_accounts([buyer_account.pk, sales.pk])
@@ -201,8 +201,6 @@ def _purchase(campaign, buyer, user, use, format, price, client_key, filters) ->
 
 def purchase_weights(purchase: DataPurchase) -> tuple[dict[int, float], str]:
     """``({expert id: weight}, basis)``: exported judgments x data value per pair (see the module docstring)."""
-    from annotations.export_contributors import export_contributions
-
     counts = export_contributions(purchase.export)
     if not counts:
         return {}, DataPurchase.Basis.NONE

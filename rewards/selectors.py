@@ -74,6 +74,12 @@ def escrow_entries(*, campaign: Campaign) -> QuerySet[LedgerEntry]:
             .select_related("transaction").order_by("-created_at", "-id"))
 
 
+def lab_entries(*, lab: Lab) -> QuerySet[LedgerEntry]:
+    """The lab account's ledger lines, newest first (the lab's ledger page)."""
+    return (LedgerEntry.objects.filter(account__kind=Account.Kind.LAB, account__lab=lab)
+            .select_related("transaction", "transaction__campaign").order_by("-created_at", "-id"))
+
+
 def accounts_of_user(user) -> QuerySet[Account]:
     """The accounts whose history ``user`` may read: their own expert accounts, their labs' and campaigns'."""
     if not user or not user.is_authenticated:

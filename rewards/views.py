@@ -1,10 +1,13 @@
 """Browser pages of the money side: the expert wallet (balances, staking, ledger history, earnings and claim
-proofs) and a lab's campaign funding page (balance, escrow, funding), linked from the lab console."""
+proofs), and the lab's pages: a campaign's funding (balance, escrow, funding) and data-sale settings, both
+linked from the lab console, and the lab's ledger (balance and history)."""
 from __future__ import annotations
 
 import json
 import uuid
+from decimal import Decimal
 
+from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -12,15 +15,17 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from annotations import roles
 from annotations import selectors as annotation_selectors
-from annotations.lab_views import lab_member
-from annotations.models import Expert
+from annotations.forms import ApiForm
+from annotations.lab_views import api_validated, form_refused, lab_member
+from annotations.models import Campaign, Expert, Lab
 from annotations.services import ServiceError
-from rewards import chain, selectors, services
+from rewards import chain, revenue, selectors, services
 from rewards.amounts import format_amount
+from rewards.api_sales import CampaignDataSaleApi, SaleOutput
 from rewards.forms import AmountForm, FundForm
 from rewards.models import Account, EpochClaim, EpochReward, Slash
 
@@ -175,3 +180,95 @@ def campaign_fund(request, campaign_id: int):
         "escrow_balance": selectors.escrow_balance(campaign=campaign),
         "entries": entries,
     }, status=status)
+
+
+LAB_ENTRIES_PER_PAGE = 50
+
+
+def _ledger_lab(labs: list[Lab], chosen: str | None) -> Lab:
+    """The lab named by ``?lab=<id>`` among the member's labs (the first by name when none is named); a 404 for
+    a lab the user is not a member of, so its existence does not leak."""
+    if not chosen:
+        return labs[0]
+    lab = next((lab for lab in labs if str(lab.pk) == chosen.strip()), None)
+    if lab is None:
+        raise Http404("No such lab.")
+    return lab
+
+
+@login_required
+@require_GET
+def lab_ledger(request):
+    """A lab's balance and its account's ledger history, newest first, 50 a page. Lab members only (a 404 for
+    anyone else, as the funding page); a member of several labs picks one with ``?lab=<id>``."""
+    lab_member(request)
+    labs = list(annotation_selectors.labs_for_user(request.user))
+    lab = _ledger_lab(labs, request.GET.get("lab"))
+    page = Paginator(selectors.lab_entries(lab=lab), LAB_ENTRIES_PER_PAGE).get_page(request.GET.get("page"))
+    return render(request, "rewards/lab_ledger.html", {
+        "lab": lab,
+        "labs": labs,
+        "balance": selectors.lab_balance(lab=lab),
+        "page": page,
+    })
+
+
+# The data-sale settings of a campaign (the API's ``CampaignDataSaleApi``, in the browser).
+
+
+class DataSaleForm(ApiForm):
+    """The fields of ``POST /api/v1/campaigns/{id}/data-sale``, prefilled with the campaign's settings; the API's
+    serializer validates them (``annotations.lab_views.api_validated``), so the page shows the API's messages."""
+
+    FIELDSETS = (("Data sale", ("for_sale", "price"), True),)
+
+    for_sale = forms.BooleanField(required=False, label="Data for sale",
+                                  help_text="Other labs may buy exports of this campaign's data, for the uses its "
+                                            "licence and allowed uses permit.")
+    price = forms.CharField(required=False, label="Price of one export (base units)",
+                            widget=forms.NumberInput(attrs={"step": "1", "min": "0"}))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["price"].help_text = (f"A flat price per export, whatever its format and filters; "
+                                          f"{format_amount(10 ** settings.DATADAO_TOKEN_DECIMALS)} is "
+                                          f"{10 ** settings.DATADAO_TOKEN_DECIMALS:,} base units. Empty: keep the "
+                                          "current price.")
+
+
+def _sale_page(request, campaign: Campaign, form: DataSaleForm, *, status: int = 200):
+    sale = SaleOutput.of(campaign)
+    return render(request, "rewards/lab_data_sale.html", {
+        "campaign": campaign, "form": form, "sale": sale,
+        "fee_percent": Decimal(sale["treasury_fee_bps"]) / 100,
+    }, status=status)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def campaign_data_sale(request, campaign_id: int):
+    """The campaign's data-sale settings and sales so far, and a form that sets them through
+    ``revenue.campaign_sale_set`` with the input of ``POST /api/v1/campaigns/{id}/data-sale``. A refusal is shown
+    in place with the API's status code; nothing is saved. Members of the campaign's lab only: a 404 for anyone
+    else."""
+    lab_member(request)
+    campaign = annotation_selectors.campaign_for_lab_member(user=request.user, campaign_id=campaign_id)
+    if request.method != "POST":
+        form = DataSaleForm(initial={"for_sale": campaign.data_for_sale, "price": campaign.data_price})
+        return _sale_page(request, campaign, form)
+    form = DataSaleForm(request.POST)
+    fields = api_validated(form, CampaignDataSaleApi.SaleInput)
+    status = 400
+    if fields is not None:
+        try:
+            campaign = revenue.campaign_sale_set(campaign=campaign, for_sale=fields["for_sale"],
+                                                 price=fields.get("price"))
+        except ServiceError as exc:
+            status = exc.status
+            form_refused(form, exc)
+        else:
+            now = (f"for sale at {format_amount(campaign.data_price)} an export" if campaign.data_for_sale
+                   else "not for sale")
+            messages.success(request, f"Saved: the data of \u201c{campaign.name}\u201d is {now}.")
+            return redirect("rewards_pages:campaign-data-sale", campaign.pk)
+    return _sale_page(request, campaign, form, status=status)

@@ -21,10 +21,11 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from annotations import disputes, tokens_service
+from annotations import notifications, tokens_service
 from annotations.handles import rater_handle
 from annotations.models import Assignment, Campaign, Export, QualificationAttempt
 from datavalue.models import GenerationJob
+from moderation import services as disputes
 from rewards import services
 from rewards.models import DataPurchase, Epoch, EpochClaim, EpochReward
 from tests import factories
@@ -83,7 +84,7 @@ def build_world(tmp_path, settings) -> World:
     lab_dispute, _ = disputes.dispute_open_lab(user=lab_user, campaign_id=campaign.pk,
                                                task_external_id=tasks[1].external_id,
                                                rater=rater_handle(campaign.pk, expert.pk), statement=STATEMENT)
-    disputes.notification_send(user=expert.user, kind="test", title="For Ann only q7")
+    notifications.notification_send(user=expert.user, kind="test", title="For Ann only q7")
 
     (tmp_path / "train.jsonl").write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
     export = Export.objects.create(campaign=campaign, format="trl_preference", state="done",
@@ -358,6 +359,13 @@ MATRIX.update({
     ("rewards_pages:campaign-fund", "fund"): (
         "post", "/wallet/campaigns/{campaign}/fund/", {"amount": "1", "key": "matrix-fund"},
         _e(LOGIN, 404, 404, 302, 404, 404)),
+    ("rewards_pages:campaign-data-sale", ""): (
+        "get", "/wallet/campaigns/{campaign}/data-sale/", None, _e(LOGIN, 404, 404, 200, 404, 404)),
+    ("rewards_pages:campaign-data-sale", "set"): (
+        "post", "/wallet/campaigns/{campaign}/data-sale/", {"for_sale": "on", "price": str(TOKEN)},
+        _e(LOGIN, 404, 404, 302, 404, 404)),
+    # Each member sees their own lab's ledger; another lab's is a 404 (tests/rewards/test_lab_pages.py).
+    ("rewards_pages:lab-ledger", ""): ("get", "/wallet/lab/", None, _e(LOGIN, 404, 404, 200, 200, 404)),
 })
 
 
@@ -458,7 +466,7 @@ def test_every_route_has_a_matrix_row():
 
 
 # Moderators read the platform's own models; users, groups, tokens and lockout logs are for superusers.
-MODERATED_APPS = {"annotations", "datavalue", "rewards"}
+MODERATED_APPS = {"annotations", "datavalue", "rewards", "moderation"}
 
 
 def _admin_urls() -> list[tuple[str, str]]:
@@ -490,10 +498,10 @@ def test_admin_matrix(client, world):
 def test_a_non_moderator_cannot_act_in_admin(client, world):
     dispute_id = world.ids["dispute"]
     client.force_login(factories.UserFactory(is_staff=True))
-    response = client.post("/admin/annotations/dispute/", {
+    response = client.post("/admin/moderation/dispute/", {
         "action": "overturn", "_selected_action": [dispute_id], "apply": "1", "reason": "I am not a moderator"})
     assert response.status_code == 403
-    from annotations.models import Dispute
+    from moderation.models import Dispute
 
     assert Dispute.objects.get(pk=dispute_id).state == "open"
 

@@ -49,7 +49,7 @@ def api_schema(db):
 
 @pytest.fixture
 def fuzz_world(db, tmp_path, settings):
-    from annotations import disputes
+    from moderation import services as disputes
     from annotations.handles import rater_handle
     from annotations.models import Assignment, Export
     from annotations.quality import services as quality_services

@@ -4,6 +4,7 @@ Imports inside functions count (grimp reads every import statement).
 """
 from __future__ import annotations
 
+import ast
 import configparser
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from importlinter.application.use_cases import lint_imports
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / ".importlinter"
-PACKAGES = ("annotations", "datavalue", "rewards", "datadao")
+PACKAGES = ("annotations", "datavalue", "rewards", "moderation", "datadao")
 
 # The project's wiring (URL conf, Celery app, WSGI/ASGI, settings) sits above
 # every app; the rest of datadao is the core every app builds on.
@@ -130,3 +131,34 @@ def test_the_cycle_finder_names_every_member_of_a_circle():
     edges = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set(), "e": {"e"}}
     assert cycles(edges) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def function_level_imports_across_apps() -> list[str]:
+    """``file:line: importer -> imported`` for every import inside a function that reaches another app.
+
+    ``AppConfig.ready`` is where Django wants cross-app wiring done (models are loaded by then), and the
+    layers contract's listed exceptions stay listed there; anything else belongs at module level.
+    """
+    found = []
+    for path in sorted(ROOT.glob("*/**/*.py")):
+        app = path.relative_to(ROOT).parts[0]
+        if app not in PACKAGES or "migrations" in path.parts:
+            continue
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        tree = ast.parse(path.read_text())
+        for function in ast.walk(tree):
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)) or function.name == "ready":
+                continue
+            for node in ast.walk(function):
+                names = ([node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level
+                         else [alias.name for alias in node.names] if isinstance(node, ast.Import) else [])
+                for name in names:
+                    if name.split(".")[0] in PACKAGES and name.split(".")[0] != app and not any(
+                            importer == module and name.startswith(imported) for importer, imported in ignored_imports()):
+                        found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {module} -> {name}")
+    return found
+
+
+def test_no_function_level_import_crosses_an_app_boundary():
+    found = function_level_imports_across_apps()
+    assert not found, "import inside a function reaching another app (move it to the module's top):\n" + "\n".join(found)

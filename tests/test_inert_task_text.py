@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 import pytest
 from django.utils import timezone
 
-from annotations import disputes
+from moderation import services as disputes
 from annotations.models import Assignment, QualificationAttempt, QualificationItem, Task
 from annotations.quality import services as quality_services
 from tests import factories
@@ -129,7 +129,7 @@ def test_admin_task_pages(client, hostile):
     dispute, _ = disputes.dispute_open_lab(user=member, campaign_id=campaign.pk, task_external_id=task.external_id,
                                            rater=rater_handle(campaign.pk, judgment.expert_id),
                                            statement=f"Statement {PAYLOAD}")
-    assert_inert(client.get(f"/admin/annotations/dispute/{dispute.pk}/change/"))
+    assert_inert(client.get(f"/admin/moderation/dispute/{dispute.pk}/change/"))
     client.force_login(member)
     assert_inert(client.get("/disputes/"))
 

@@ -114,7 +114,7 @@ def test_login_and_admin_forms_need_csrf_tokens():
     assert client.post("/admin/login/", {"username": "gina", "password": PASSWORD}).status_code == 403
     moderator = factories.rewards_moderator()
     client.force_login(moderator)
-    assert client.post("/admin/annotations/dispute/", {"action": "uphold"}).status_code == 403
+    assert client.post("/admin/moderation/dispute/", {"action": "uphold"}).status_code == 403
 
 
 def test_session_authenticated_api_writes_need_csrf_tokens_but_token_auth_does_not():
@@ -171,7 +171,7 @@ def test_the_api_docs_load_scripts_from_the_app_only(client):
 
 def test_admin_pages_carry_the_policy(client):
     client.force_login(factories.rewards_moderator())
-    response = client.get("/admin/annotations/dispute/")
+    response = client.get("/admin/moderation/dispute/")
     assert "'nonce-" in response["Content-Security-Policy"]
 
 

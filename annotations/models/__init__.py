@@ -5,12 +5,13 @@
 * ``judgments``: judgment flags, leases (assignments) and judgments.
 * ``quality``: task consensus, quality reports, rater figures, rationale matches, the review queue.
 * ``exports``: dataset exports.
-* ``moderation``: disputes, notifications, the audit trail.
+* ``activity``: in-app notifications and the audit trail.
 * ``tokens``: API tokens.
 
 Import from ``annotations.models``; migrations name ``annotations.models.default_min_stake``. The
 modules are imported in the order the models were declared before the split, so the app registry
-lists them as it always has. The data-value models moved to the ``datavalue`` app.
+lists them as it always has. The data-value models moved to the ``datavalue`` app, disputes to
+``moderation``.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from annotations.models.experts import Expert, ExpertDomain, QualificationAttemp
 from annotations.models.judgments import Assignment, Flag, Judgment
 from annotations.models.quality import QualityReport, RaterQuality, RationaleMatch, TaskAwaitingReview, TaskConsensus
 from annotations.models.exports import Export
-from annotations.models.moderation import AuditEvent, Dispute, Notification
+from annotations.models.activity import AuditEvent, Notification
 from annotations.models.tokens import ApiToken
 
 __all__ = [
@@ -36,7 +37,6 @@ __all__ = [
     "Assignment",
     "AuditEvent",
     "Campaign",
-    "Dispute",
     "Domain",
     "Expert",
     "ExpertDomain",

@@ -22,7 +22,7 @@ SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="dev-insecure-key-do-not-use-i
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 
 INSTALLED_APPS = [
-    # Django admin on the moderators-only, audited site (annotations.admin_site).
+    # Django admin on the moderators-only, audited site (moderation.admin_site).
     "datadao.apps.ModeratorAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "annotations",
     "datavalue",
     "rewards",
+    "moderation",
 ]
 
 MIDDLEWARE = [

@@ -21,7 +21,7 @@ TOKEN = 1_000_000
 
 @pytest.mark.django_db(transaction=True)
 def test_make_screenshots(live_server, monkeypatch):
-    from annotations import disputes
+    from moderation import services as disputes
     from annotations.models import Expert
     from annotations.quality import services as quality_services
     from rewards import services

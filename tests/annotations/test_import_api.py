@@ -1,5 +1,4 @@
 """Task import: JSON array, JSONL upload, line-numbered errors, all-or-nothing, idempotent."""
-import io
 import json
 
 import pytest

@@ -183,6 +183,20 @@ def test_a_good_edit_saves_and_goes_back_to_the_console(member, lab):
     assert "Triage, second round" in console and "Saved the settings" in console
 
 
+def test_an_edit_can_empty_a_list_field(member, lab):
+    draft = factories.CampaignFactory(lab=lab, attribute_axes=["correctness", "style"])
+    form = member.get(f"/labs/campaigns/{draft.pk}/edit/").context["form"]
+    assert form.initial["attribute_axes"] == "correctness, style"
+    saved = member.post(f"/labs/campaigns/{draft.pk}/edit/", {**_form_data(form), "attribute_axes": ""})
+    assert saved.status_code == 302, _text(saved)
+    draft.refresh_from_db()
+    assert draft.attribute_axes == []
+    kept = member.post(f"/labs/campaigns/{draft.pk}/edit/", {**_form_data(form), "attribute_axes": "safety"})
+    assert kept.status_code == 302
+    draft.refresh_from_db()
+    assert draft.attribute_axes == ["safety"]
+
+
 # --------------------------------------------------------------------------
 # Uploading tasks
 # --------------------------------------------------------------------------
@@ -243,6 +257,20 @@ def test_upload_refusals_are_the_apis(member, lab, settings):
 # --------------------------------------------------------------------------
 # Open, pause, close
 # --------------------------------------------------------------------------
+
+
+def test_page_uploads_share_the_apis_import_throttle(member, lab, lab_client, monkeypatch):
+    from datadao.api import ImportThrottle
+
+    monkeypatch.setattr(ImportThrottle, "THROTTLE_RATES", {"import": "2/min"})
+    draft = factories.CampaignFactory(lab=lab)
+    url = f"/labs/campaigns/{draft.pk}/tasks/import"
+    assert member.post(url, {"file": _jsonl([_row(1)])}).status_code == 200
+    assert lab_client.post(f"/api/v1/campaigns/{draft.pk}/tasks/import", [], format="json").status_code == 400
+    refused = member.post(url, {"file": _jsonl([_row(2)])})
+    assert refused.status_code == 429 and int(refused["Retry-After"]) > 0
+    assert "too many uploads" in _text(refused)
+    assert list(draft.tasks.values_list("external_id", flat=True)) == ["q1"]
 
 
 def test_open_pause_close_through_the_state_machine_with_its_409s(member, lab_client, lab):

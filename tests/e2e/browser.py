@@ -50,7 +50,7 @@ def log_in(page, user) -> None:
 
 def seeded_lab_dispute():
     """An open lab dispute of one rater's judgment: (dispute, rater expert, lab member who opened it)."""
-    from annotations import disputes
+    from moderation import services as disputes
     from annotations.handles import rater_handle
 
     campaign = factories.open_campaign(name="Clinical prescribing safety")

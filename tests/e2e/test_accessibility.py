@@ -71,8 +71,8 @@ def test_moderator_pages_have_no_serious_violations(new_page):
     dispute, _, _ = seeded_lab_dispute()
     page = new_page()
     log_in(page, factories.rewards_moderator())
-    found = check(page, ["/admin/", "/admin/annotations/dispute/?state__exact=open",
-                         f"/admin/annotations/dispute/{dispute.pk}/change/"])
+    found = check(page, ["/admin/", "/admin/moderation/dispute/?state__exact=open",
+                         f"/admin/moderation/dispute/{dispute.pk}/change/"])
     assert not found, "\n".join(f"{path}:\n  " + "\n  ".join(p) for path, p in found.items())
 
 

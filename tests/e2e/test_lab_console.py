@@ -30,10 +30,18 @@ def _rows(bad_line: int | None = None) -> bytes:
 
 
 def _upload(page, content: bytes) -> None:
+    """Upload in place: the page sends the file itself, shows what is sent, then swaps in the server's answer."""
     page.set_input_files("#id_file", files=[{"name": "tasks.jsonl", "mimeType": "application/x-ndjson",
                                              "buffer": content}])
-    with page.expect_navigation():
-        page.click("#upload-form button[type=submit]")
+    url = page.url
+    page.click("#upload-form button[type=submit]")
+    deadline = time.monotonic() + 30
+    while (upload := page.evaluate("window.datadaoUpload")) is None or upload["state"] != "done":
+        assert time.monotonic() < deadline, upload  # (the page's CSP forbids wait_for_function's eval)
+        page.wait_for_timeout(50)
+    assert upload["state"] == "done" and upload["loaded"] == upload["total"] >= len(content), upload
+    assert page.url == url  # no page load
+    assert page.evaluate("document.activeElement.id") in ("import-result", "import-errors")
 
 
 def _serious_problems(page) -> list[str]:

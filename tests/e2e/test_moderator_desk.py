@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from annotations.models import AuditEvent, Dispute, Notification
+from annotations.models import AuditEvent, Notification
+from moderation.models import Dispute
 from tests import factories
 from tests.e2e.browser import PASSWORD, requires_chromium, seeded_lab_dispute
 
@@ -29,7 +30,7 @@ def test_moderator_opens_the_queue_and_resolves_a_lab_dispute_with_a_reason(new_
         queue.locator("a").click()
     assert "state__exact=open" in page.url
     with page.expect_navigation():
-        page.click(f"#result_list a[href*='/annotations/dispute/{dispute.pk}/change/']")
+        page.click(f"#result_list a[href*='/moderation/dispute/{dispute.pk}/change/']")
 
     # The dispute page: a decision without a reason is stopped by the browser, then one with a reason lands.
     accept = page.locator("#dispute-decision button[value=overturn]")
@@ -52,6 +53,6 @@ def test_moderator_opens_the_queue_and_resolves_a_lab_dispute_with_a_reason(new_
     assert [e.action for e in decisions] == ["admin.overturn"]
     assert decisions[0].actor == moderator
     # Both parties hear of it: the lab member who raised it and the rater whose judgment it was.
-    told = Notification.objects.filter(dispute=dispute, kind="dispute.resolved")
+    told = Notification.objects.filter(subject=f"dispute:{dispute.pk}", kind="dispute.resolved")
     assert sorted(n.user_id for n in told) == sorted([lab_user.pk, rater.user_id])
     assert all(n.read_at is None for n in told)

@@ -45,7 +45,7 @@ def test_a_database_outage_answers_json_503_and_loses_nothing(stack):
           f"all; {before} judgments before, {after} after")
     assert len(during) >= 10, f"only {len(during)} answers came back during the outage"
     not_503 = [a.describe() for a in during if a.status != 503]
-    assert not not_503, f"answers during the database outage that are not 503:\n" + "\n".join(not_503[:10])
+    assert not not_503, "answers during the database outage that are not 503:\n" + "\n".join(not_503[:10])
     bad_503 = [a.describe() for a in answers if a.status == 503 and not (a.is_json_error() and a.retry_after)]
     assert not bad_503, "503 answers without the JSON error shape or Retry-After:\n" + "\n".join(bad_503[:10])
     # Before, around and after the outage: nothing but the loop's answers and retryable 503s.

@@ -27,7 +27,7 @@ from eth_tester.exceptions import TransactionFailed  # noqa: E402
 from web3 import Web3  # noqa: E402
 from web3.exceptions import ContractLogicError  # noqa: E402
 
-from annotations import disputes  # noqa: E402
+from moderation import services as disputes  # noqa: E402
 from annotations.handles import rater_handle  # noqa: E402
 from rewards import chain as onchain  # noqa: E402
 from rewards import corrections, ledger, services, settlement, tasks  # noqa: E402

@@ -4,7 +4,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.db import DataError, connection
 from django.db.models import F
 from django.utils import timezone
 

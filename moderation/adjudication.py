@@ -16,9 +16,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotations.audit import audit_record
-from annotations.disputes import can_moderate
 from annotations.models import Judgment, QualityReport, Task, TaskConsensus
 from annotations.services import ServiceError
+from moderation.services import can_moderate
 
 ADJUDICATED_LAST_JUDGMENT_ID = 2**62
 

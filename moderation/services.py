@@ -20,8 +20,7 @@ a slash is given back, a voided judgment is restored and, if its epoch was
 already settled, paid (``dispute:<id>:restore``), a lab's judgment is voided
 and its reward clawed back (``dispute:<id>:clawback``), optionally with a
 fraud slash (``dispute:<id>:fraud``). The money moves in
-``rewards.corrections``, reached through ``annotations.money`` (annotations
-never imports rewards). Every posting is keyed by the dispute, and the
+``rewards.corrections`` (moderation sits above rewards and calls it). Every posting is keyed by the dispute, and the
 dispute row is locked while resolving, so resolving twice moves money once.
 Every outcome notifies the parties and is recorded in the audit trail.
 """
@@ -38,13 +37,21 @@ from django.utils import timezone
 
 from annotations import roles
 from annotations.audit import audit_record
-from annotations.dispute_outcomes import outcome as outcome_words
+from annotations.followup import consensus_request
 from annotations.handles import rater_handle
 from annotations.models import (
-    Campaign, Dispute, Expert, Judgment, Notification, RaterQuality, Task, TaskConsensus,
+    Campaign,
+    Expert,
+    Judgment,
+    RaterQuality,
+    Task,
+    TaskConsensus,
 )
-from annotations.money import rewards_side
+from annotations.notifications import notification_send
 from annotations.services import ServiceError
+from moderation.models import Dispute
+from moderation.outcomes import outcome as outcome_words
+from rewards import corrections
 
 STATEMENT_MIN = 20
 STATEMENT_MAX = 5000
@@ -83,26 +90,6 @@ def _jsonable(value):
 def disputes_url(dispute: Dispute | None = None) -> str:
     url = reverse("annotations_pages:disputes")
     return f"{url}#dispute-{dispute.pk}" if dispute is not None else url
-
-
-# --------------------------------------------------------------------------
-# Notifications
-# --------------------------------------------------------------------------
-
-
-def notification_send(*, user, kind: str, title: str, body: str = "", url: str = "",
-                      dispute: Dispute | None = None) -> Notification:
-    return Notification.objects.create(
-        user=user, kind=kind[:40], title=title[:200], body=body, url=url[:300], dispute=dispute,
-    )
-
-
-def notifications_mark_read(*, user, ids: list[int] | None = None, now: datetime | None = None) -> int:
-    """Mark the user's unread notifications (all, or those ids) read; returns how many changed."""
-    queryset = Notification.objects.filter(user=user, read_at__isnull=True)
-    if ids is not None:
-        queryset = queryset.filter(pk__in=ids)
-    return queryset.update(read_at=_now(now))
 
 
 # --------------------------------------------------------------------------
@@ -149,7 +136,7 @@ def _judgment_evidence(judgment: Judgment) -> dict:
             "n_raters": consensus.n_raters, "pairs": consensus.pairs, "computed_at": consensus.computed_at,
         },
         "signals": _signals_evidence(judgment.campaign_id, judgment.expert_id),
-        "epoch": rewards_side().judgment_epoch(judgment=judgment),
+        "epoch": corrections.judgment_epoch(judgment=judgment),
     }
 
 
@@ -163,7 +150,7 @@ def _slash_evidence(slash) -> dict:
         "signals": _signals_evidence(slash.campaign_id, slash.expert_id) if slash.campaign_id else None,
     }
     if slash.epoch_id:
-        reward = rewards_side().epoch_reward_summary(epoch_id=slash.epoch_id, expert_id=slash.expert_id)
+        reward = corrections.epoch_reward_summary(epoch_id=slash.epoch_id, expert_id=slash.expert_id)
         if reward is not None:
             evidence["epoch_reward"] = reward
         failed = Judgment.objects.filter(
@@ -201,14 +188,14 @@ def _create(*, subject_key: str, **fields) -> tuple[Dispute, bool]:
 def gold_verdicts_disputable(expert: Expert):
     """Failed gold answers the expert may see and dispute: in campaigns where gold has cost them
     (a gold flag or a slash); elsewhere which tasks were gold stays secret."""
-    campaigns = rewards_side().slashed_campaign_ids(expert=expert)
+    campaigns = corrections.slashed_campaign_ids(expert=expert)
     campaigns |= set(RaterQuality.objects.filter(expert=expert, flag_gold=True).values_list("campaign_id", flat=True))
     return Judgment.objects.filter(expert=expert, is_gold=True, gold_correct=False, voided=False,
                                    campaign_id__in=campaigns)
 
 
 def slashes_disputable(expert: Expert, now: datetime | None = None):
-    return rewards_side().slashes_disputable(expert=expert, now=now)
+    return corrections.slashes_disputable(expert=expert, now=now)
 
 
 def dispute_open_expert(
@@ -223,7 +210,7 @@ def dispute_open_expert(
     """
     statement = _clean_statement(statement)
     if kind == Dispute.Kind.SLASH:
-        slashes = rewards_side().slashes_of(expert=expert)
+        slashes = corrections.slashes_of(expert=expert)
         if slash_id is not None:
             slash = slashes.filter(pk=slash_id).first()
         elif transaction_id is not None:
@@ -332,7 +319,7 @@ def _notify(dispute: Dispute, *, kind: str, title: str, body: str) -> None:
         for_expert = dispute.kind == Dispute.Kind.JUDGMENT_QUALITY and user.pk == dispute.expert.user_id
         notification_send(
             user=user, kind=kind, title=title.format(subject=_subject_text(dispute, for_expert=for_expert)),
-            body=body, url=disputes_url(dispute), dispute=dispute,
+            body=body, url=disputes_url(dispute), subject=f"dispute:{dispute.pk}",
         )
 
 
@@ -366,13 +353,11 @@ def _void(judgment: Judgment, reason: str, now: datetime | None = None) -> bool:
 
 
 def _recompute_consensus(task_id: int) -> None:
-    from annotations.followup import consensus_request
-
     consensus_request(task_id=task_id)  # marked in this transaction, so a lost job is repaired by the sweep
 
 
 def _overturn_slash(dispute: Dispute, moderator) -> dict:
-    return rewards_side().slash_give_back(slash=dispute.slash, dispute_id=dispute.pk, moderator=moderator)
+    return corrections.slash_give_back(slash=dispute.slash, dispute_id=dispute.pk, moderator=moderator)
 
 
 def _overturn_gold(dispute: Dispute) -> dict:
@@ -387,14 +372,14 @@ def _overturn_voided(dispute: Dispute, moderator) -> dict:
     outcome: dict = {"judgment": judgment.pk, "restored": True, "reward_restored": 0}
     if not judgment.voided:
         return {**outcome, "note": "the judgment was restored already"}
-    outcome.update(rewards_side().judgment_reward_restore(judgment=judgment, dispute_id=dispute.pk, moderator=moderator))
+    outcome.update(corrections.judgment_reward_restore(judgment=judgment, dispute_id=dispute.pk, moderator=moderator))
     Judgment.objects.filter(pk=judgment.pk).update(voided=False, voided_reason="", voided_at=None)
     _recompute_consensus(judgment.task_id)
     return outcome
 
 
 def _overturn_lab(dispute: Dispute, moderator, reason: str, fraud_slash: bool) -> dict:
-    money = rewards_side()
+    money = corrections
     judgment = Judgment.objects.select_for_update(of=("self",)).select_related("campaign", "task", "expert").get(
         pk=dispute.judgment_id)
     outcome: dict = {"judgment": judgment.pk, "voided": True}
@@ -435,7 +420,7 @@ def dispute_resolve(
             return dispute
         raise ServiceError(f"this dispute was resolved as {dispute.resolution}; the outcome is final.", status=409)
     if dispute.state == Dispute.State.ESCALATED and not (
-        moderator.is_superuser or moderator.has_perm("annotations.resolve_escalated_dispute")
+        moderator.is_superuser or moderator.has_perm("moderation.resolve_escalated_dispute")
     ):
         raise ServiceError("an escalated dispute is decided by a senior moderator.", status=403)
     dispute = Dispute.objects.select_related("expert__user", "raised_by", "slash", "judgment__task").get(pk=dispute.pk)
@@ -478,7 +463,7 @@ def judgment_void(*, judgment: Judgment, moderator, reason: str, now: datetime |
     if judgment.voided:
         return False
     now = _now(now)
-    clawed = rewards_side().judgment_reward_claw_back(
+    clawed = corrections.judgment_reward_claw_back(
         judgment=judgment, key_prefix=f"void:{int(now.timestamp() * 1_000_000)}", moderator=moderator,
         memo=f"Reward of a voided judgment on task {judgment.task.external_id} clawed back",
     )

@@ -1,6 +1,6 @@
 """A dispute's frozen evidence laid out for a moderator: labelled rows and small tables, not a JSON dump.
 
-Reads ``Dispute.evidence`` as ``annotations.disputes`` froze it (``_judgment_evidence``,
+Reads ``Dispute.evidence`` as ``moderation.services`` froze it (``_judgment_evidence``,
 ``_slash_evidence``). Keys this module does not know still appear, as rows under
 "Other", so nothing frozen is hidden; the raw JSON stays one click away on the page.
 Raters appear by their per-campaign handle only.
@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from annotations.handles import rater_handle
-from annotations.models import Dispute, Judgment
+from annotations.models import Judgment
+from moderation.models import Dispute
 
 OTHER_JUDGMENTS_SHOWN = 50
 _ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")

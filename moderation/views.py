@@ -15,10 +15,12 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from annotations import disputes, roles
-from annotations.api_moderation import DisputeOutput, disputes_visible_to
-from annotations.models import Campaign, Dispute, Expert, Judgment, Notification
+from annotations import notifications, roles
+from annotations.models import Campaign, Expert, Judgment, Notification
 from annotations.services import ServiceError
+from moderation import services as disputes
+from moderation.api import DisputeOutput, disputes_visible_to
+from moderation.models import Dispute
 
 
 def _int(value) -> int | None:
@@ -57,7 +59,7 @@ def disputes_page(request):
         })
     if is_lab:
         context["campaigns"] = Campaign.objects.filter(lab__members=request.user).distinct().order_by("-created_at")
-    return render(request, "annotations/disputes.html", context)
+    return render(request, "moderation/disputes.html", context)
 
 
 def _open(request, expert: Expert | None, is_lab: bool):
@@ -94,13 +96,13 @@ def notifications_page(request):
     queryset = Notification.objects.filter(user=request.user).order_by("-created_at", "-id")
     page = Paginator(queryset, 25).get_page(request.GET.get("page"))
     unread = Notification.objects.filter(user=request.user, read_at__isnull=True).count()
-    return render(request, "annotations/notifications.html", {"page": page, "unread": unread})
+    return render(request, "moderation/notifications.html", {"page": page, "unread": unread})
 
 
 @login_required
 @require_POST
 def notifications_read(request):
-    marked = disputes.notifications_mark_read(user=request.user)
+    marked = notifications.notifications_mark_read(user=request.user)
     if marked:
         messages.info(request, f"Marked {marked} notification(s) read.")
     return redirect("annotations_pages:notifications")

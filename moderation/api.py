@@ -12,20 +12,26 @@ from __future__ import annotations
 
 from django.db.models import Q, QuerySet
 from django.http import Http404
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
-from annotations import disputes
+from annotations import notifications
 from annotations.handles import rater_handle
-from annotations.models import Dispute, Expert, Notification
+from annotations.models import Expert, Notification
 from annotations.permissions import IsExpert, IsLabMember, IsLabMemberOrExpert
-from datadao.api import ApiError, Pagination
-from datadao.api import call_service
+from datadao.api import ApiError, Pagination, call_service
 from datadao.inputs import Id, Text
+from moderation import services as disputes
+from moderation.models import Dispute
 
 
 class DisputeThrottle(UserRateThrottle):
@@ -171,11 +177,15 @@ class DisputeDetailApi(APIView):
 
 
 class NotificationOutput(serializers.ModelSerializer):
-    dispute = serializers.IntegerField(source="dispute_id", allow_null=True)
+    dispute = serializers.SerializerMethodField(help_text="The dispute it is about, if any.")
 
     class Meta:
         model = Notification
         fields = ["id", "kind", "title", "body", "url", "dispute", "created_at", "read_at"]
+
+    def get_dispute(self, notification: Notification) -> int | None:
+        kind, _, key = notification.subject.partition(":")
+        return int(key) if kind == "dispute" and key.isdigit() else None
 
 
 class NotificationListApi(APIView):
@@ -216,5 +226,5 @@ class NotificationReadApi(APIView):
     def post(self, request):
         data = self.ReadInput(data=request.data)
         data.is_valid(raise_exception=True)
-        marked = disputes.notifications_mark_read(user=request.user, ids=data.validated_data.get("ids"))
+        marked = notifications.notifications_mark_read(user=request.user, ids=data.validated_data.get("ids"))
         return Response({"marked": marked})

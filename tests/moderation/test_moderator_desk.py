@@ -6,9 +6,10 @@ import re
 import pytest
 from django.core.cache import cache
 
-from annotations import disputes
 from annotations.handles import rater_handle
-from annotations.models import AuditEvent, Dispute, Expert, Judgment, Task
+from annotations.models import AuditEvent, Expert, Judgment, Task
+from moderation import services as disputes
+from moderation.models import Dispute
 from rewards import services
 from rewards.models import EpochReward
 from tests import factories
@@ -78,14 +79,14 @@ def test_the_index_counts_each_work_queue_and_links_to_it(client, moderator, dja
         html = client.get("/admin/").content.decode()
     assert "Work queues" in html
     assert queue_count(html, "Experts awaiting vetting") == (2, "/admin/annotations/expert/?state__exact=applied")
-    assert queue_count(html, "Open disputes") == (1, "/admin/annotations/dispute/?state__exact=open")
-    assert queue_count(html, "Escalated disputes") == (1, "/admin/annotations/dispute/?state__exact=escalated")
+    assert queue_count(html, "Open disputes") == (1, "/admin/moderation/dispute/?state__exact=open")
+    assert queue_count(html, "Escalated disputes") == (1, "/admin/moderation/dispute/?state__exact=escalated")
     assert queue_count(html, "Payouts on hold") == (1, "/admin/rewards/heldpayout/")
     assert queue_count(html, "Tasks awaiting review") == (1, "/admin/annotations/taskawaitingreview/")
     # The links open the filtered queues.
-    listed = client.get("/admin/annotations/dispute/?state__exact=open").content.decode()
-    assert f"/admin/annotations/dispute/{open_dispute.pk}/change/" in listed
-    assert f"/admin/annotations/dispute/{escalated.pk}/change/" not in listed
+    listed = client.get("/admin/moderation/dispute/?state__exact=open").content.decode()
+    assert f"/admin/moderation/dispute/{open_dispute.pk}/change/" in listed
+    assert f"/admin/moderation/dispute/{escalated.pk}/change/" not in listed
     assert client.get("/admin/annotations/expert/?state__exact=applied").status_code == 200
 
 
@@ -139,7 +140,7 @@ def test_an_experts_domains_are_edited_as_checkboxes(client):
 def test_a_lab_dispute_page_shows_readable_evidence_and_buttons_worded_for_a_lab(client, moderator):
     dispute, judgment = lab_dispute()
     client.force_login(moderator)
-    html = client.get(f"/admin/annotations/dispute/{dispute.pk}/change/").content.decode()
+    html = client.get(f"/admin/moderation/dispute/{dispute.pk}/change/").content.decode()
     handle = rater_handle(dispute.campaign_id, judgment.expert_id)
     assert f"Judgment by {handle}" in html
     assert "Other judgments on this task, by handle" in html and "Responses" in html
@@ -154,7 +155,7 @@ def test_a_lab_dispute_page_shows_readable_evidence_and_buttons_worded_for_a_lab
 def test_resolving_on_the_dispute_page_resolves_once_with_one_audit_row(client, moderator):
     dispute = slash_dispute()
     client.force_login(moderator)
-    url = f"/admin/annotations/dispute/{dispute.pk}/change/"
+    url = f"/admin/moderation/dispute/{dispute.pk}/change/"
     html = client.get(url).content.decode()
     assert "Reject: the slash stands" in html and "Overturn: give the slash back" in html
 
@@ -178,7 +179,7 @@ def test_resolving_on_the_dispute_page_resolves_once_with_one_audit_row(client, 
 def test_escalating_on_the_page_leaves_the_decision_to_a_senior(client, moderator):
     dispute = slash_dispute()
     client.force_login(moderator)
-    url = f"/admin/annotations/dispute/{dispute.pk}/change/"
+    url = f"/admin/moderation/dispute/{dispute.pk}/change/"
     client.post(url, {"action": "escalate", "reason": "needs a second opinion"})
     dispute.refresh_from_db()
     assert dispute.state == "escalated"
@@ -193,10 +194,10 @@ def test_escalating_on_the_page_leaves_the_decision_to_a_senior(client, moderato
 def test_resolving_through_the_changelist_action_writes_one_admin_row(client, moderator):
     dispute = slash_dispute()
     client.force_login(moderator)
-    form = client.post("/admin/annotations/dispute/", {"action": "uphold", "_selected_action": [dispute.pk]})
+    form = client.post("/admin/moderation/dispute/", {"action": "uphold", "_selected_action": [dispute.pk]})
     assert form.status_code == 200 and "Reject: the slash stands" in form.content.decode()
     for _ in range(2):  # the confirming page submitted twice
-        client.post("/admin/annotations/dispute/", {"action": "uphold", "_selected_action": [dispute.pk],
+        client.post("/admin/moderation/dispute/", {"action": "uphold", "_selected_action": [dispute.pk],
                                                     "apply": "1", "reason": REASON})
     dispute.refresh_from_db()
     assert dispute.resolution == "upheld"
@@ -207,7 +208,7 @@ def test_resolving_through_the_changelist_action_writes_one_admin_row(client, mo
 def test_a_non_moderator_cannot_decide_on_the_dispute_page(client):
     dispute = slash_dispute()
     client.force_login(factories.UserFactory(is_staff=True))
-    response = client.post(f"/admin/annotations/dispute/{dispute.pk}/change/",
+    response = client.post(f"/admin/moderation/dispute/{dispute.pk}/change/",
                            {"action": "overturn", "reason": REASON})
     assert response.status_code == 403
     dispute.refresh_from_db()

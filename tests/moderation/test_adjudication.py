@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from annotations import adjudication
 from annotations.models import AuditEvent, Task, TaskConsensus
 from annotations.quality import services as quality_services
 from annotations.services import ServiceError
+from moderation import adjudication
 from tests import factories
 
 pytestmark = pytest.mark.django_db

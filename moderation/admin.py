@@ -20,43 +20,26 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from annotations import adjudication, disputes
 from annotations.admin import JudgmentAdmin
+from annotations.admin_access import (
+    ModeratorAccess,
+    ReadOnly,
+    can_use_admin,
+    leave_unaudited,
+)
 from annotations.admin_quality import TaskAwaitingReviewAdmin
-from annotations.admin_site import can_use_admin, leave_unaudited
-from annotations.dispute_evidence import evidence_sections
-from annotations.dispute_outcomes import outcome
-from annotations.models import AuditEvent, Dispute, Judgment, Notification, TaskAwaitingReview
+from annotations.models import AuditEvent, Judgment, Notification, TaskAwaitingReview
 from annotations.services import ServiceError
+from moderation import adjudication
+from moderation import services as disputes
+from moderation.evidence import evidence_sections
+from moderation.models import Dispute
+from moderation.outcomes import outcome
 
 
 def _pretty(value) -> str:
     return format_html("<pre style='white-space:pre-wrap;max-width:70em'>{}</pre>",
                        json.dumps(value, indent=2, default=str, ensure_ascii=False))
-
-
-class ModeratorAccess:
-    """Moderators see these models without per-model Django permissions (the site already checked the role)."""
-
-    def has_module_permission(self, request) -> bool:
-        return can_use_admin(request.user)
-
-    def has_view_permission(self, request, obj=None) -> bool:
-        return can_use_admin(request.user)
-
-    def has_moderate_permission(self, request) -> bool:
-        return can_use_admin(request.user)
-
-
-class ReadOnly(ModeratorAccess):
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 # --------------------------------------------------------------------------
@@ -125,7 +108,7 @@ def _may_resolve(user, dispute: Dispute) -> bool:
     if dispute.state == State.OPEN:
         return True
     return dispute.state == State.ESCALATED and (user.is_superuser or user.has_perm(
-        "annotations.resolve_escalated_dispute"))
+        "moderation.resolve_escalated_dispute"))
 
 
 class ResolutionFilter(admin.SimpleListFilter):
@@ -142,7 +125,7 @@ class ResolutionFilter(admin.SimpleListFilter):
 
 @admin.register(Dispute)
 class DisputeAdmin(ReadOnly, admin.ModelAdmin):
-    change_form_template = "admin/annotations/dispute/change_form.html"
+    change_form_template = "admin/moderation/dispute/change_form.html"
     list_display = ["id", "kind", "state", "outcome_column", "campaign", "expert", "lab", "age", "created_at"]
     list_filter = ["state", "kind", ResolutionFilter, AgeFilter, "campaign"]
     search_fields = ["subject_key", "statement", "resolution_reason", "expert__user__username", "lab__name",
@@ -175,7 +158,7 @@ class DisputeAdmin(ReadOnly, admin.ModelAdmin):
 
     @admin.display(description="Evidence")
     def evidence_shown(self, obj: Dispute):
-        return render_to_string("admin/annotations/dispute/evidence.html", {
+        return render_to_string("admin/moderation/dispute/evidence.html", {
             "sections": evidence_sections(obj),
             "raw": json.dumps(obj.evidence, indent=2, default=str, ensure_ascii=False),
         })
@@ -223,7 +206,7 @@ class DisputeAdmin(ReadOnly, admin.ModelAdmin):
                 return None
         else:
             form = DisputeActionForm()
-        return TemplateResponse(request, "admin/annotations/dispute_action.html", {
+        return TemplateResponse(request, "admin/moderation/dispute_action.html", {
             **self.admin_site.each_context(request),
             "title": title, "form": form, "action": decision,
             "rows": [(dispute, decision_label(dispute, decision)) for dispute in queryset.order_by("pk")],
@@ -328,7 +311,7 @@ class TaskReviewAdmin(ModeratorAccess, TaskAwaitingReviewAdmin):
                               for r in task.responses.all()],
                 "judgments": [j for j in task.judgments.all() if not j.voided],
             })
-        return TemplateResponse(request, "admin/annotations/adjudicate.html", {
+        return TemplateResponse(request, "admin/moderation/adjudicate.html", {
             **self.admin_site.each_context(request),
             "title": "Adjudicate with your ranking", "rows": rows, "note": request.POST.get("note", ""),
             "opts": self.model._meta, "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
@@ -375,7 +358,7 @@ class JudgmentModerationAdmin(ModeratorAccess, JudgmentAdmin):
                 return None
         else:
             form = VoidForm()
-        return TemplateResponse(request, "admin/annotations/judgment_void.html", {
+        return TemplateResponse(request, "admin/moderation/judgment_void.html", {
             **self.admin_site.each_context(request),
             "title": "Void judgments", "judgments": queryset, "form": form,
             "opts": self.model._meta, "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,

@@ -8,10 +8,11 @@ from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from annotations import disputes
 from annotations.handles import rater_handle
-from annotations.models import AuditEvent, Dispute, Judgment, Notification, RaterQuality
+from annotations.models import AuditEvent, Judgment, Notification, RaterQuality
 from annotations.services import ServiceError
+from moderation import services as disputes
+from moderation.models import Dispute
 from rewards import ledger, services, settlement
 from rewards.models import LedgerTransaction
 from rewards.selectors import expert_balances, ledger_differences
@@ -88,7 +89,7 @@ def test_overturning_a_slash_returns_the_stake_once_and_notifies(moderator):
     assert resolved.state == again.state == "resolved"
     assert LedgerTransaction.objects.filter(reverses=slash.transaction).count() == 1
     note = Notification.objects.get(user=expert.user)
-    assert note.title.startswith("Slash reversed: ") and REASON in note.body and note.dispute_id == dispute.pk
+    assert note.title.startswith("Slash reversed: ") and REASON in note.body and note.subject == f"dispute:{dispute.pk}"
     assert AuditEvent.objects.filter(action="dispute.resolve", object_id=str(dispute.pk)).count() == 1
     assert ledger_differences() == []
 
@@ -291,7 +292,7 @@ def test_a_lab_disputes_by_handle_and_an_overturn_voids_claws_back_and_slashes(m
     assert available(a) == paid - share
     assert ledger.escrow_account(campaign).balance == escrow_before + share
     assert bonded(a) == stake - stake // 10  # the campaign's slash fraction, once
-    assert {n.user_id for n in Notification.objects.filter(dispute=dispute)} == {member.pk, a.user_id}
+    assert {n.user_id for n in Notification.objects.filter(subject=f"dispute:{dispute.pk}")} == {member.pk, a.user_id}
     assert ledger_differences() == []
 
 
@@ -436,23 +437,23 @@ def test_admin_queue_filters_and_overturn_action(client, moderator):
     client.force_login(moderator)
     for query in ("", "?state__exact=open", "?kind__exact=slash", "?age=1d", f"?q={expert.user.username}",
                   f"?campaign__id__exact={dispute.campaign_id or ''}"):
-        response = client.get(f"/admin/annotations/dispute/{query}")
+        response = client.get(f"/admin/moderation/dispute/{query}")
         assert response.status_code == 200, query
-    assert f"/admin/annotations/dispute/{dispute.pk}/change/" in client.get(
-        "/admin/annotations/dispute/?state__exact=open").content.decode()
-    assert client.get(f"/admin/annotations/dispute/{dispute.pk}/change/").status_code == 200
+    assert f"/admin/moderation/dispute/{dispute.pk}/change/" in client.get(
+        "/admin/moderation/dispute/?state__exact=open").content.decode()
+    assert client.get(f"/admin/moderation/dispute/{dispute.pk}/change/").status_code == 200
 
-    form = client.post("/admin/annotations/dispute/", {"action": "overturn", "_selected_action": [dispute.pk]})
+    form = client.post("/admin/moderation/dispute/", {"action": "overturn", "_selected_action": [dispute.pk]})
     assert form.status_code == 200 and b"Reason" in form.content
-    done = client.post("/admin/annotations/dispute/", {"action": "overturn", "_selected_action": [dispute.pk],
+    done = client.post("/admin/moderation/dispute/", {"action": "overturn", "_selected_action": [dispute.pk],
                                                        "apply": "1", "reason": REASON}, follow=True)
     assert done.status_code == 200
     dispute.refresh_from_db()
     assert (dispute.state, dispute.resolution, dispute.resolved_by) == ("resolved", "overturned", moderator)
     assert bonded(expert) == 10 * TOKEN
     # Read-only rows: no add, change or delete for anyone.
-    assert client.get("/admin/annotations/dispute/add/").status_code == 403
-    assert client.post(f"/admin/annotations/dispute/{dispute.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert client.get("/admin/moderation/dispute/add/").status_code == 403
+    assert client.post(f"/admin/moderation/dispute/{dispute.pk}/delete/", {"post": "yes"}).status_code == 403
     assert Dispute.objects.filter(pk=dispute.pk).exists()
 
 

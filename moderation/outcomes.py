@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from annotations.models import Dispute
+from moderation.models import Dispute
 
 Kind, Resolution = Dispute.Kind, Dispute.Resolution
 

@@ -1,6 +1,6 @@
 """The admin site: moderators only, and every change it makes goes to the audit trail.
 
-Installed as the default admin site (``annotations.apps.ModeratorAdminConfig``
+Installed as the default admin site (``datadao.apps.ModeratorAdminConfig``
 in ``INSTALLED_APPS``), so every ``admin.site.register`` lands here. Its index
 opens with the moderator's work queues (``work_queues``, templates/admin/index.html).
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import wraps
 
-from django.apps import apps
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
@@ -17,23 +16,11 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
 
-from annotations import roles
-
-# Confirmed admin actions carry one of these: Django's own ("post", delete_selected) and ours ("apply").
-CONFIRMED = ("apply", "post")
-
-
-def can_use_admin(user) -> bool:
-    """Moderators (staff status and the moderator group) and superusers; staff alone is not enough."""
-    if not (user and user.is_active and user.is_authenticated):
-        return False
-    return bool((user.is_superuser and user.is_staff) or roles.is_moderator(user))
-
-
-def leave_unaudited(request: HttpRequest) -> None:
-    """Say that this admin request changed nothing (a repeated submit of a decision already taken), so the
-    site records no audit row for it."""
-    request.datadao_unchanged = True
+from annotations.admin_access import CONFIRMED, can_use_admin
+from annotations.audit import audit_admin_request
+from annotations.models import Expert, Task
+from moderation.models import Dispute
+from rewards.models import EpochReward
 
 
 def _changed_nothing(request: HttpRequest, response: HttpResponse) -> bool:
@@ -62,10 +49,7 @@ def _changelist(model: str, query: str = "") -> str:
 
 def work_queues() -> list[WorkQueue]:
     """What waits for a moderator, counted in four queries."""
-    expert_model, dispute_model, task_model = (apps.get_model("annotations", name)
-                                               for name in ("Expert", "Dispute", "Task"))
-    # Payouts belong to rewards, which annotations never imports: the model is looked up by name.
-    epoch_reward = apps.get_model("rewards", "EpochReward")
+    expert_model, dispute_model, task_model, epoch_reward = Expert, Dispute, Task, EpochReward
     open_state, escalated = dispute_model.State.OPEN, dispute_model.State.ESCALATED
     disputes = dispute_model.objects.filter(state__in=[open_state, escalated]).aggregate(
         open=Count("pk", filter=Q(state=open_state)), escalated=Count("pk", filter=Q(state=escalated)))
@@ -75,10 +59,10 @@ def work_queues() -> list[WorkQueue]:
                   _changelist("annotations_expert", f"?state__exact={expert_model.State.APPLIED}"),
                   "Applications to approve or reject."),
         WorkQueue("Open disputes", disputes["open"],
-                  _changelist("annotations_dispute", f"?state__exact={open_state}"),
+                  _changelist("moderation_dispute", f"?state__exact={open_state}"),
                   "Oldest first: uphold, overturn or escalate."),
         WorkQueue("Escalated disputes", disputes["escalated"],
-                  _changelist("annotations_dispute", f"?state__exact={escalated}"),
+                  _changelist("moderation_dispute", f"?state__exact={escalated}"),
                   "Decided by a senior moderator."),
         WorkQueue("Payouts on hold", epoch_reward.objects.filter(hold_state="held").count(),
                   _changelist("rewards_heldpayout"),
@@ -112,8 +96,6 @@ class ModeratorAdminSite(admin.AdminSite):
             response = wrapped(request, *args, **kwargs)
             if (request.method not in ("GET", "HEAD", "OPTIONS") and can_use_admin(request.user)
                     and not _changed_nothing(request, response)):
-                from annotations.audit import audit_admin_request
-
                 audit_admin_request(request, response, kwargs)
             return response
 
