@@ -48,7 +48,7 @@ test-sqlite: install-ml
 	env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) -m pytest -q tests/test_authentication.py \
 		tests/annotations/test_assignment.py tests/annotations/test_judgment_api.py \
 		tests/annotations/test_rating_pages.py tests/annotations/test_seed_demo.py \
-		tests/annotations/test_export_build.py tests/annotations/test_expert_fast_lane.py tests/test_api_tokens.py
+		tests/exports/test_export_build.py tests/annotations/test_expert_fast_lane.py tests/test_api_tokens.py
 
 worker: install
 	$(VENV)/bin/celery -A datadao worker --loglevel=info --concurrency=2

@@ -215,5 +215,5 @@ class QualificationAttemptAdmin(ReadOnlyAdmin):
 # The rest of the admin builds on the classes above, so it is imported by
 # AnnotationsConfig.ready, not from here (that would be an import circle):
 # admin_quality (flagged raters, reports, consensus, the review queue),
-# admin_exports and admin_tokens. The moderator's admin (disputes, adjudication, voiding,
+# admin_tokens. Exports have their own app. The moderator's admin (disputes, adjudication, voiding,
 # the audit trail) is the moderation app's.

@@ -20,6 +20,7 @@ from annotations.ranking import ranks_to_ranking, slot_letters
 from annotations.services import ServiceError
 from datadao.api import AssignmentThrottle
 from datadao.api import call_service
+from datadao.fast_input import plain_reader
 from datadao.hotpath import HotPathMixin, json_response, refusal
 from datadao.inputs import Id, Integer, Text
 
@@ -78,13 +79,14 @@ class AssignmentNextApi(HotPathMixin, APIView):
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(LeaseOutput.of(lease))
 
-    # The fast lane (datadao.hotpath): a token-authenticated expert sending {"campaign": <id>}.
+    # The fast lane (datadao.hotpath): a token-authenticated expert sending {"campaign": <id>}, read by
+    # NextInput's own rules (datadao.fast_input); anything else goes to DRF, which words the refusal.
+    read_plain = staticmethod(plain_reader(NextInput))
 
-    @staticmethod
-    def fast_input(data) -> int | None:
-        campaign = data.get("campaign") if data.__class__ is dict else None
-        # A bigint id; a larger number goes to DRF, which words the refusal.
-        return campaign if campaign.__class__ is int and 1 <= campaign < 2**63 else None
+    @classmethod
+    def fast_input(cls, data) -> int | None:
+        fields = cls.read_plain(data)
+        return None if fields is None else fields["campaign"]
 
     @staticmethod
     def fast_run(request, campaign_id: int):
@@ -135,15 +137,6 @@ class JudgmentOutput(serializers.Serializer):
         }
 
 
-_FLAGS = frozenset(Flag.values)
-
-
-def _plain_ratings(ratings) -> bool:
-    return ratings.__class__ is dict and all(
-        axis.__class__ is dict and all(value.__class__ is int for value in axis.values()) for axis in ratings.values()
-    )
-
-
 class JudgmentSubmitApi(HotPathMixin, APIView):
     """Submit the judgment for one's own lease. Idempotent: a repeat returns the same judgment with 200.
 
@@ -186,32 +179,14 @@ class JudgmentSubmitApi(HotPathMixin, APIView):
             JudgmentOutput.of(result.judgment), status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
         )
 
-    # The fast lane (datadao.hotpath): every field already of the type JudgmentSubmitInput accepts
-    # unchanged (an int strength, int ratings, a string rationale without NUL, known flags).
+    # The fast lane (datadao.hotpath): every field already of the plain type JudgmentSubmitInput accepts
+    # unchanged, read by the serializer's own rules (datadao.fast_input).
+    read_plain = staticmethod(plain_reader(JudgmentSubmitInput))
 
-    @staticmethod
-    def fast_input(data, assignment_id: int) -> judgment_services.JudgmentInput | None:
-        if data.__class__ is not dict or data.get("ranking") is None:
-            return None
-        fields = {"ranking": data["ranking"]}
-        if "strength" in data:
-            strength = fields["strength"] = data["strength"]
-            if strength is not None and strength.__class__ is not int:
-                return None
-        if "ratings" in data:
-            if not _plain_ratings(ratings := data["ratings"]):
-                return None
-            fields["ratings"] = ratings
-        rationale = data.get("rationale", "")
-        if rationale.__class__ is not str or "\x00" in rationale:
-            return None
-        fields["rationale"] = rationale.strip()
-        if "flags" in data:
-            flags = data["flags"]
-            if flags.__class__ is not list or not all(flag.__class__ is str and flag in _FLAGS for flag in flags):
-                return None
-            fields["flags"] = flags
-        return judgment_services.JudgmentInput(**fields)
+    @classmethod
+    def fast_input(cls, data, assignment_id: int) -> judgment_services.JudgmentInput | None:
+        fields = cls.read_plain(data)
+        return None if fields is None else judgment_services.JudgmentInput(**fields)
 
     @staticmethod
     def fast_run(request, value: judgment_services.JudgmentInput, assignment_id: int):

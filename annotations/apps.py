@@ -10,6 +10,6 @@ class AnnotationsConfig(AppConfig):
         # Audit receivers (logins, failed logins, lockouts): recording only.
         from annotations import audit  # noqa: F401
         # The admin beyond annotations/admin.py (each module builds on admin.py's classes).
-        from annotations import admin_exports, admin_quality, admin_tokens  # noqa: F401
+        from annotations import admin_quality, admin_tokens  # noqa: F401
         # Register the Celery tasks, so services can queue them by name (datadao.jobs) in any process.
         from annotations import tasks  # noqa: F401

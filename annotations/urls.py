@@ -24,15 +24,6 @@ urlpatterns = [
          name="campaign-consensus"),
 ]
 
-# Exports.
-from annotations import api_exports  # noqa: E402
-
-urlpatterns += [
-    path("campaigns/<int:campaign_id>/exports", api_exports.CampaignExportsApi.as_view(), name="campaign-exports"),
-    path("exports/<int:export_id>/", api_exports.ExportDetailApi.as_view(), name="export-detail"),
-    path("exports/<int:export_id>/download", api_exports.ExportDownloadApi.as_view(), name="export-download"),
-]
-
 # Self-service API tokens (any signed-in user, their own tokens).
 from annotations import api_tokens  # noqa: E402
 

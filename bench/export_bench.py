@@ -119,7 +119,7 @@ def child(campaign_id: int, export_format: str, file_format: str) -> None:
     """One timed run in this fresh process; prints a JSON line."""
     setup_django()
     from annotations import tasks
-    from annotations.exports import services
+    from exports import services
     from annotations.models import Campaign
 
     # Built below, timed, not by the request: it queues the build by name (datadao.jobs.job_queue ->

@@ -11,7 +11,8 @@ loop directly:
   one-query :class:`~datadao.authentication.ApiTokenAuthentication`;
 * the view's own permission classes and throttles, called as DRF calls them;
 * a JSON body whose fields already have the plain types the view's serializer
-  would accept unchanged (the view's ``fast_input`` decides);
+  would accept unchanged (the view's ``fast_input``, built from that serializer
+  by :func:`datadao.fast_input.plain_reader`, so the rules are not restated);
 * the response written with orjson, in the same shape (datetimes in ISO 8601
   with ``Z``, as DRF's encoder writes them) and with the headers DRF adds
   (``Allow``);

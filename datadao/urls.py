@@ -8,12 +8,15 @@ from annotations import urls as annotation_urls
 from annotations import views as annotation_views
 from datadao.middleware import csp_override
 from datavalue import urls as datavalue_urls
+from exports import urls as export_urls
+from labs import pages as lab_pages
 from moderation import pages as moderation_pages
 from moderation import urls as moderation_urls
 
 api_v1 = [
-    # One namespace for annotations' routes, datavalue's and moderation's, whose URL names predate the split.
-    path("", include((annotation_urls.urlpatterns + datavalue_urls.urlpatterns + moderation_urls.urlpatterns,
+    # One namespace for the routes of annotations, datavalue, exports and moderation: the names predate the split.
+    path("", include((annotation_urls.urlpatterns + datavalue_urls.urlpatterns + export_urls.urlpatterns
+                      + moderation_urls.urlpatterns,
                       annotation_urls.app_name))),
     path("", include("rewards.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
@@ -37,7 +40,8 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
-    path("", include((annotation_pages.urlpatterns + moderation_pages.urlpatterns, annotation_pages.app_name))),
+    path("", include((annotation_pages.urlpatterns + lab_pages.urlpatterns + moderation_pages.urlpatterns,
+                      annotation_pages.app_name))),
     path("wallet/", include("rewards.pages")),
 ]
 

@@ -29,10 +29,11 @@ from rest_framework.views import APIView
 
 from annotations import licences
 from annotations import selectors as annotation_selectors
-from annotations.api_exports import export_file_response
-from annotations.exports import formats
-from annotations.exports import services as export_services
-from annotations.models import Campaign, Domain, Export
+from exports.api import export_file_response
+from exports import formats
+from exports import services as export_services
+from annotations.models import Campaign, Domain
+from exports.models import Export
 from annotations.permissions import IsLabMember
 from datadao.api import ApiError, DownloadNegotiation, call_service
 from datadao.inputs import Integer, Number, Slug, Text, query_param

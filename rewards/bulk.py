@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 from django.db import connection
 from django.db.models import Model
+from django.utils import timezone
 
 _BATCH = 5000
 
@@ -27,6 +28,14 @@ def insert_rows(model: type[Model], columns: Sequence[str], rows: Sequence[tuple
     from psycopg.types.json import Jsonb
 
     table = model._meta.db_table
+    # COPY leaves a column it does not name to the database (NULL, or a db_default); bulk_create fills the
+    # model's Python defaults and auto_now(_add) times, so the fast path names those columns too.
+    filled = [f for f in model._meta.concrete_fields if f.attname not in columns and not f.primary_key
+              and (f.has_default() or getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False))]
+    if filled:
+        now = timezone.now()
+        columns = [*columns, *(f.attname for f in filled)]
+        rows = [(*row, *(f.get_default() if f.has_default() else now for f in filled)) for row in rows]
     fields = [model._meta.get_field(c) if c != "id" else None for c in columns]
     names = [f.column if f is not None else "id" for f in fields]
     json_at = [k for k, f in enumerate(fields) if f is not None and f.get_internal_type() == "JSONField"]

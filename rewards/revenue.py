@@ -24,7 +24,7 @@ The flow, each step its own service and safe to run twice:
 
 How the price is split (``purchase_weights``): contributor i's weight is
 n_i x v_i, where n_i is the number of i's judgments in the exported rows
-(``annotations.export_contributors``) and v_i is i's data value per pair
+(``exports.contributors``) and v_i is i's data value per pair
 judgment (``DataValue.mean``, the KNN-Shapley value averaged over the
 pairs; negative values count 0). Per-judgment values are not stored, so the
 value of i's exported judgments is estimated as their count times i's
@@ -46,9 +46,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from annotations import licences
-from annotations.export_contributors import export_contributions
-from annotations.exports.services import export_request
-from annotations.models import Campaign, Export, Lab
+from exports.contributors import export_contributions
+from exports.services import export_request
+from annotations.models import Campaign, Lab
+from exports.models import Export
 from annotations.services import ServiceError
 from datadao.jobs import job_queue
 from datavalue.models import DataValue

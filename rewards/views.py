@@ -19,8 +19,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from annotations import roles
 from annotations import selectors as annotation_selectors
-from annotations.forms import ApiForm
-from annotations.lab_views import api_validated, form_refused, lab_member
+from labs.forms import ApiForm
+from labs.views import api_validated, form_refused, lab_member
 from annotations.models import Campaign, Expert, Lab
 from annotations.services import ServiceError
 from rewards import chain, revenue, selectors, services
@@ -218,7 +218,7 @@ def lab_ledger(request):
 
 class DataSaleForm(ApiForm):
     """The fields of ``POST /api/v1/campaigns/{id}/data-sale``, prefilled with the campaign's settings; the API's
-    serializer validates them (``annotations.lab_views.api_validated``), so the page shows the API's messages."""
+    serializer validates them (``labs.views.api_validated``), so the page shows the API's messages."""
 
     FIELDSETS = (("Data sale", ("for_sale", "price"), True),)
 

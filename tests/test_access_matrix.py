@@ -23,7 +23,8 @@ from rest_framework.test import APIClient
 
 from annotations import notifications, tokens_service
 from annotations.handles import rater_handle
-from annotations.models import Assignment, Campaign, Export, QualificationAttempt
+from annotations.models import Assignment, Campaign, QualificationAttempt
+from exports.models import Export
 from datavalue.models import GenerationJob
 from moderation import services as disputes
 from rewards import services
@@ -466,7 +467,7 @@ def test_every_route_has_a_matrix_row():
 
 
 # Moderators read the platform's own models; users, groups, tokens and lockout logs are for superusers.
-MODERATED_APPS = {"annotations", "datavalue", "rewards", "moderation"}
+MODERATED_APPS = {"annotations", "datavalue", "exports", "rewards", "moderation"}
 
 
 def _admin_urls() -> list[tuple[str, str]]:

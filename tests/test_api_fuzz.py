@@ -51,7 +51,8 @@ def api_schema(db):
 def fuzz_world(db, tmp_path, settings):
     from moderation import services as disputes
     from annotations.handles import rater_handle
-    from annotations.models import Assignment, Export
+    from annotations.models import Assignment
+    from exports.models import Export
     from annotations.quality import services as quality_services
     from rewards import services
 

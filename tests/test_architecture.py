@@ -15,7 +15,7 @@ from importlinter.application.use_cases import lint_imports
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / ".importlinter"
-PACKAGES = ("annotations", "datavalue", "rewards", "moderation", "datadao")
+PACKAGES = ("annotations", "datavalue", "exports", "labs", "rewards", "moderation", "datadao")
 
 # The project's wiring (URL conf, Celery app, WSGI/ASGI, settings) sits above
 # every app; the rest of datadao is the core every app builds on.
@@ -162,3 +162,21 @@ def function_level_imports_across_apps() -> list[str]:
 def test_no_function_level_import_crosses_an_app_boundary():
     found = function_level_imports_across_apps()
     assert not found, "import inside a function reaching another app (move it to the module's top):\n" + "\n".join(found)
+
+
+def private_names_imported() -> list[str]:
+    """``file:line: name from module`` for every ``_private`` name imported from another module of the project."""
+    found = []
+    for path in sorted(ROOT.glob("*/**/*.py")):
+        if path.relative_to(ROOT).parts[0] not in PACKAGES or "migrations" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in PACKAGES:
+                found += [f"{path.relative_to(ROOT)}:{node.lineno}: {alias.name} from {node.module}"
+                          for alias in node.names if alias.name.startswith("_") and not alias.name.startswith("__")]
+    return found
+
+
+def test_no_private_name_is_imported_from_another_module():
+    found = private_names_imported()
+    assert not found, "a helper two modules share is public, in the module it belongs to:\n" + "\n".join(found)

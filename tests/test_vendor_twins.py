@@ -506,9 +506,6 @@ def test_bulk_insert_of_a_duplicate_fails_alike():
     assert "epochreward_one_per_expert" in fast["error"][1] and "epochreward_one_per_expert" in twin["error"][1]
 
 
-@pytest.mark.xfail(strict=True, reason="rewards/bulk.py insert_rows: COPY leaves a column not named NULL (only "
-                   "db_default reaches it), so a NOT NULL column with a Python default fails on PostgreSQL; the "
-                   "bulk_create twin fills the default")
 def test_bulk_insert_fills_columns_left_out_alike():
     epoch = factories.EpochFactory()
     left_out = ("matches", "compared", "gold_n", "gold_correct", "value_factor", "slashed")

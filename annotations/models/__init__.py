@@ -4,14 +4,13 @@
 * ``experts``: experts, per-domain vetting, qualification tests.
 * ``judgments``: judgment flags, leases (assignments) and judgments.
 * ``quality``: task consensus, quality reports, rater figures, rationale matches, the review queue.
-* ``exports``: dataset exports.
 * ``activity``: in-app notifications and the audit trail.
 * ``tokens``: API tokens.
 
 Import from ``annotations.models``; migrations name ``annotations.models.default_min_stake``. The
 modules are imported in the order the models were declared before the split, so the app registry
 lists them as it always has. The data-value models moved to the ``datavalue`` app, disputes to
-``moderation``.
+``moderation``, exports to ``exports``.
 """
 from __future__ import annotations
 
@@ -27,7 +26,6 @@ from annotations.models.campaigns import (
 from annotations.models.experts import Expert, ExpertDomain, QualificationAttempt, QualificationItem
 from annotations.models.judgments import Assignment, Flag, Judgment
 from annotations.models.quality import QualityReport, RaterQuality, RationaleMatch, TaskAwaitingReview, TaskConsensus
-from annotations.models.exports import Export
 from annotations.models.activity import AuditEvent, Notification
 from annotations.models.tokens import ApiToken
 
@@ -40,7 +38,6 @@ __all__ = [
     "Domain",
     "Expert",
     "ExpertDomain",
-    "Export",
     "Flag",
     "Judgment",
     "Lab",

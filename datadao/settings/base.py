@@ -38,6 +38,8 @@ INSTALLED_APPS = [
     "axes",
     "annotations",
     "datavalue",
+    "exports",
+    "labs",
     "rewards",
     "moderation",
 ]
@@ -262,9 +264,9 @@ SPECTACULAR_SETTINGS = {
     # Export formats appear as model choices (with labels) in outputs and as plain values in the export and
     # purchase requests: one name for each set.
     "ENUM_NAME_OVERRIDES": {
-        "ExportFormatEnum": "annotations.models.Export.Format",
-        "ExportFileFormatEnum": "annotations.models.Export.FileFormat",
-        "ExportRequestFormatEnum": "annotations.exports.formats.FORMATS",
+        "ExportFormatEnum": "exports.models.Export.Format",
+        "ExportFileFormatEnum": "exports.models.Export.FileFormat",
+        "ExportRequestFormatEnum": "exports.formats.FORMATS",
         "ExportRequestFileFormatEnum": ["jsonl", "parquet"],
     },
 }

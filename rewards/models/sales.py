@@ -10,6 +10,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from annotations.models import Campaign, Lab
+from exports.models import Export
 
 
 class DataPurchase(models.Model):
@@ -32,7 +33,7 @@ class DataPurchase(models.Model):
         Campaign, on_delete=models.PROTECT, related_name="data_sales", help_text="The campaign whose data was bought.",
     )
     export = models.OneToOneField(
-        "annotations.Export", on_delete=models.PROTECT, related_name="purchase",
+        Export, on_delete=models.PROTECT, related_name="purchase",
         help_text="The export built for the buyer.",
     )
     bought_by = models.ForeignKey(

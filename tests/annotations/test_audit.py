@@ -5,7 +5,8 @@ import pytest
 from django.db import DatabaseError, transaction
 
 from annotations.audit import audit_record, client_ip
-from annotations.models import AuditEvent, Export, Expert
+from annotations.models import AuditEvent, Expert
+from exports.models import Export
 from rewards import ledger
 from rewards.models import Account, LedgerTransaction
 from tests import factories

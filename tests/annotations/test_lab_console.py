@@ -11,9 +11,10 @@ import json
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from annotations.models import Campaign, Export, Task
+from annotations.models import Campaign, Task
+from exports.models import Export
 from tests import factories
-from tests.annotations.export_data import scenario
+from tests.exports.export_data import scenario
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ suite's few minutes:
 
 * ``FAULTS_SWEEP_EVERY_S``: how often beat runs ``annotations.consensus_due_sweep``
   and ``annotations.exports_sweep``.
-* ``FAULTS_EXPORT_STALE_S``: ``annotations.exports.services.HEARTBEAT_STALE_S``
+* ``FAULTS_EXPORT_STALE_S``: ``exports.services.HEARTBEAT_STALE_S``
   (a redelivered build claims an export whose heartbeat is older).
 
 The age a consensus mark must reach before the sweep takes it (30 s) is left
@@ -43,7 +43,7 @@ def main(argv: list[str]) -> None:
     stale = os.environ.get("FAULTS_EXPORT_STALE_S")
     if stale:
         # Set before the pool forks, so every child process reads it.
-        from annotations.exports import services as export_services
+        from exports import services as export_services
 
         export_services.HEARTBEAT_STALE_S = float(stale)
     sys.exit(app.start(argv))

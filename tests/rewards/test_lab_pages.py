@@ -8,7 +8,8 @@ import re
 import pytest
 from rest_framework.test import APIClient
 
-from annotations.models import Campaign, Export
+from annotations.models import Campaign
+from exports.models import Export
 from rewards import services
 from rewards.amounts import format_amount
 from rewards.models import DataPurchase

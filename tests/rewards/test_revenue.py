@@ -8,17 +8,17 @@ import orjson
 import pytest
 from django.utils import timezone
 
-from annotations.export_contributors import export_contributions
+from exports.contributors import export_contributions
 from annotations.handles import rater_handle
 from annotations.licences import licence_allows_sale, sale_refusal
-from annotations.models import Export
+from exports.models import Export
 from datavalue.models import DataValue
 from rewards import ledger, revenue, selectors
 from rewards.models import Account, DataPurchase, LedgerTransaction
 from rewards.revenue import revenue_split
 from rewards.tasks import purchase_settle, purchases_settle_due
 from tests import factories
-from tests.annotations.export_data import scenario
+from tests.exports.export_data import scenario
 
 PRICE = 10_000
 
@@ -249,7 +249,7 @@ def test_insufficient_funds_is_a_402_and_writes_nothing(seller, django_capture_o
 
 def test_a_failed_export_refunds_the_buyer_once(seller, buyer, django_capture_on_commit_callbacks, monkeypatch):
     buyer_lab, client = buyer
-    from annotations.exports import services as export_services
+    from exports import services as export_services
 
     def broken(self):
         raise RuntimeError("disk full")
@@ -279,7 +279,7 @@ def test_settlement_waits_for_the_export_and_the_sweeper_settles_it(seller, buye
         revenue.data_purchase_settle(purchase_id=result.purchase.pk)
     assert purchases_settle_due() == 0 and ledger.sales_account(seller.campaign).balance == PRICE
 
-    from annotations.exports.services import export_build
+    from exports.services import export_build
 
     export_build(export_id=result.purchase.export_id)
     assert purchases_settle_due() == 1

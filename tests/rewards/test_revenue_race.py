@@ -6,7 +6,7 @@ import threading
 import pytest
 from django.db import connection
 
-from annotations.models import Export
+from exports.models import Export
 from datavalue.models import DataValue
 from rewards import ledger, revenue, selectors
 from rewards.models import DataPurchase, LedgerTransaction
